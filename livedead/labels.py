@@ -1,0 +1,140 @@
+"""Labels from stains: segment Hoechst and Draq7 into the three training classes.
+
+Class 0 is background, 1 DAPI (Hoechst positive, Draq7 negative: a live nucleus) and 2 Cy5
+(Draq7 positive, whichever the Hoechst: a dead nucleus).
+
+Each channel is background-corrected (a morphological opening of a downsampled copy, which
+follows uneven illumination but not the nuclei), lightly smoothed, thresholded, cleaned of
+small objects and hole-filled.
+
+* The automatic threshold (Otsu by default) is computed on log intensities: stain brightness
+  varies over a decade between cells, and on a linear scale a few bright (condensed, dead)
+  nuclei pull Otsu above the dim live ones.
+* Each detected object is then refined to the pixels above ``object_fraction`` of its own
+  peak, so that dim and bright nuclei get the same, half-maximum-like boundary.
+* An automatic threshold alone would invent cells in a channel that has none (Otsu splits
+  pure noise in two), so the threshold is never below ``min_snr`` times the robust noise
+  level of the corrected channel: a blank, constant or cell-free channel gives no objects.
+
+On the synthetic plate this scores a pixel IoU of about 0.9 per nucleus class against the
+truth (``tests/test_labels.py`` holds the floor).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from skimage import filters, morphology, transform
+
+from livedead.errors import LivedeadError
+
+THRESHOLDS = {
+    "otsu": filters.threshold_otsu,
+    "li": filters.threshold_li,
+    "yen": filters.threshold_yen,
+    "triangle": filters.threshold_triangle,
+}
+
+
+def correct_background(image: np.ndarray, radius: int = 24, downsample: int = 4) -> np.ndarray:
+    """Subtract a smooth background estimate (grey opening larger than a nucleus), as float32."""
+    img = image.astype(np.float32, copy=False)
+    h, w = img.shape
+    f = max(1, int(downsample))
+    small = img[: h - h % f or h, : w - w % f or w]
+    if f > 1 and small.shape[0] >= f and small.shape[1] >= f:
+        small = small.reshape(small.shape[0] // f, f, small.shape[1] // f, f).mean(axis=(1, 3))
+    size = max(3, 2 * (radius // f) + 1)
+    background = ndimage.grey_opening(small, size=(size, size))
+    background = ndimage.uniform_filter(background, size=size)
+    if background.shape != img.shape:
+        background = transform.resize(background, img.shape, order=1, mode="edge", preserve_range=True)
+    return img - background.astype(np.float32)
+
+
+def noise_sigma(image: np.ndarray) -> float:
+    """Robust standard deviation of the background: MAD of the lower half of the distribution."""
+    sample = image.ravel()[:: max(1, image.size // 1_000_000)]
+    median = float(np.median(sample))
+    low = sample[sample <= median]
+    return 1.4826 * float(np.median(median - low)) if low.size else 0.0
+
+
+def segment_channel(
+    image: np.ndarray,
+    threshold: str = "otsu",
+    log_scale: bool = True,
+    object_fraction: float = 0.4,
+    min_snr: float = 6.0,
+    smooth_sigma: float = 1.0,
+    min_size: int = 20,
+    background_radius: int = 24,
+) -> np.ndarray:
+    """Foreground mask of one stain channel; an empty mask where no cell stands above the noise."""
+    if threshold not in THRESHOLDS:
+        raise LivedeadError(
+            f"config key 'threshold': expected one of {sorted(THRESHOLDS)}, found {threshold!r}"
+        )
+    if not 0.0 <= object_fraction < 1.0:
+        raise LivedeadError(f"config key 'object_fraction': expected in [0, 1), found {object_fraction}")
+    img = correct_background(image, radius=background_radius)
+    if smooth_sigma > 0:
+        img = ndimage.gaussian_filter(img, smooth_sigma)
+    sigma = noise_sigma(img)
+    floor = float(np.median(img)) + min_snr * sigma
+    if float(img.max()) - float(img.min()) <= 1e-6 or float(img.max()) <= floor:
+        return np.zeros(image.shape, bool)
+    if log_scale:
+        values = np.log(np.clip(img, max(sigma, 1e-3), None))
+        thr = float(np.exp(THRESHOLDS[threshold](values)))
+    else:
+        thr = float(THRESHOLDS[threshold](img))
+    mask = img > max(thr, floor)
+    if object_fraction > 0:
+        objects, n = ndimage.label(mask)
+        peaks = np.asarray(ndimage.maximum(img, objects, np.arange(n + 1)), np.float32)
+        mask &= img > object_fraction * peaks[objects]
+    mask = ndimage.binary_fill_holes(mask)
+    return morphology.remove_small_objects(mask, max_size=min_size - 1) if min_size > 1 else mask
+
+
+def labels_from_stains(
+    hoechst: np.ndarray,
+    draq7: np.ndarray,
+    threshold: str = "otsu",
+    log_scale: bool = True,
+    object_fraction: float = 0.4,
+    min_snr: float = 6.0,
+    smooth_sigma: float = 1.0,
+    min_size: int = 20,
+    background_radius: int = 24,
+) -> np.ndarray:
+    """Class map (uint8) from the two stain channels of one image; Draq7 wins over Hoechst."""
+    if hoechst.ndim != 2 or hoechst.shape != draq7.shape:
+        raise LivedeadError(
+            f"stain channels: expected two 2-D images of one shape, found {hoechst.shape} and {draq7.shape}"
+        )
+    opts = dict(
+        threshold=threshold,
+        log_scale=log_scale,
+        object_fraction=object_fraction,
+        min_snr=min_snr,
+        smooth_sigma=smooth_sigma,
+        min_size=min_size,
+        background_radius=background_radius,
+    )
+    labels = np.zeros(hoechst.shape, np.uint8)
+    labels[segment_channel(hoechst, **opts)] = 1
+    labels[segment_channel(draq7, **opts)] = 2
+    return labels
+
+
+def class_iou(pred: np.ndarray, truth: np.ndarray, num_classes: int = 3) -> np.ndarray:
+    """Pixel IoU per class; NaN for a class absent from both maps."""
+    out = np.full(num_classes, np.nan)
+    for c in range(num_classes):
+        p, t = pred == c, truth == c
+        union = np.logical_or(p, t).sum()
+        if union:
+            out[c] = np.logical_and(p, t).sum() / union
+    return out
