@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from skimage import filters, morphology, transform
+from skimage import filters, morphology
 
 from livedead.errors import LivedeadError
 
@@ -37,27 +37,40 @@ THRESHOLDS = {
 
 
 def correct_background(image: np.ndarray, radius: int = 24, downsample: int = 4) -> np.ndarray:
-    """Subtract a smooth background estimate (grey opening larger than a nucleus), as float32."""
-    img = image.astype(np.float32, copy=False)
+    """Subtract a smooth background estimate (grey opening larger than a nucleus), as float32.
+
+    The estimate is made on a block-averaged copy (``downsample`` px blocks) and repeated back
+    to full size: the background varies over hundreds of pixels, so this is exact to a few
+    counts and costs a sixteenth of a full-size opening.
+    """
+    img = image.astype(np.float32)
     h, w = img.shape
-    f = max(1, int(downsample))
-    small = img[: h - h % f or h, : w - w % f or w]
-    if f > 1 and small.shape[0] >= f and small.shape[1] >= f:
-        small = small.reshape(small.shape[0] // f, f, small.shape[1] // f, f).mean(axis=(1, 3))
+    f = max(1, min(int(downsample), h, w))
+    hb, wb = -(-h // f), -(-w // f)
+    padded = np.pad(img, ((0, hb * f - h), (0, wb * f - w)), mode="edge")
+    small = padded.reshape(hb, f, wb, f).mean(axis=(1, 3))
     size = max(3, 2 * (radius // f) + 1)
-    background = ndimage.grey_opening(small, size=(size, size))
-    background = ndimage.uniform_filter(background, size=size)
-    if background.shape != img.shape:
-        background = transform.resize(background, img.shape, order=1, mode="edge", preserve_range=True)
-    return img - background.astype(np.float32)
+    background = ndimage.uniform_filter(ndimage.grey_opening(small, size=(size, size)), size=size)
+    img -= np.repeat(np.repeat(background, f, axis=0), f, axis=1)[:h, :w]
+    return img
 
 
-def noise_sigma(image: np.ndarray) -> float:
-    """Robust standard deviation of the background: MAD of the lower half of the distribution."""
+def robust_background(image: np.ndarray) -> tuple[float, float]:
+    """Median and robust standard deviation (MAD of the lower half) of a mostly-background image."""
     sample = image.ravel()[:: max(1, image.size // 1_000_000)]
     median = float(np.median(sample))
     low = sample[sample <= median]
-    return 1.4826 * float(np.median(median - low)) if low.size else 0.0
+    return median, (1.4826 * float(np.median(median - low)) if low.size else 0.0)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill holes: background components that do not touch the border (one labelling pass)."""
+    background, _ = ndimage.label(~mask)
+    outside = np.zeros(background.max() + 1, bool)
+    for edge in (background[0], background[-1], background[:, 0], background[:, -1]):
+        outside[edge] = True
+    outside[0] = True  # label 0 is the mask itself
+    return mask | ~outside[background]
 
 
 def segment_channel(
@@ -72,16 +85,14 @@ def segment_channel(
 ) -> np.ndarray:
     """Foreground mask of one stain channel; an empty mask where no cell stands above the noise."""
     if threshold not in THRESHOLDS:
-        raise LivedeadError(
-            f"config key 'threshold': expected one of {sorted(THRESHOLDS)}, found {threshold!r}"
-        )
+        raise LivedeadError(f"config key 'threshold': expected one of {sorted(THRESHOLDS)}, found {threshold!r}")
     if not 0.0 <= object_fraction < 1.0:
         raise LivedeadError(f"config key 'object_fraction': expected in [0, 1), found {object_fraction}")
     img = correct_background(image, radius=background_radius)
     if smooth_sigma > 0:
         img = ndimage.gaussian_filter(img, smooth_sigma)
-    sigma = noise_sigma(img)
-    floor = float(np.median(img)) + min_snr * sigma
+    median, sigma = robust_background(img)
+    floor = median + min_snr * sigma
     if float(img.max()) - float(img.min()) <= 1e-6 or float(img.max()) <= floor:
         return np.zeros(image.shape, bool)
     if log_scale:
@@ -92,9 +103,11 @@ def segment_channel(
     mask = img > max(thr, floor)
     if object_fraction > 0:
         objects, n = ndimage.label(mask)
-        peaks = np.asarray(ndimage.maximum(img, objects, np.arange(n + 1)), np.float32)
-        mask &= img > object_fraction * peaks[objects]
-    mask = ndimage.binary_fill_holes(mask)
+        ids, values = objects[mask], img[mask]
+        peaks = np.zeros(n + 1, np.float32)
+        np.maximum.at(peaks, ids, values)  # linear in foreground pixels; ndimage.maximum sorts the image
+        mask[mask] = values > object_fraction * peaks[ids]
+    mask = fill_holes(mask)
     return morphology.remove_small_objects(mask, max_size=min_size - 1) if min_size > 1 else mask
 
 

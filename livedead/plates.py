@@ -88,9 +88,7 @@ def _open_h5(path: Path) -> h5py.File:
         raise LivedeadError(f"{path}: expected a readable HDF5 file, found {reason}") from None
 
 
-def _hdf5_plate(
-    path: Path, channels: Sequence[str] | None, images_key: str
-) -> tuple[Plate, Iterator[PlateImage]]:
+def _hdf5_plate(path: Path, channels: Sequence[str] | None, images_key: str) -> tuple[Plate, Iterator[PlateImage]]:
     with _open_h5(path) as f:
         if images_key not in f:
             raise LivedeadError(f"{path}: dataset '/{images_key}' not found (found {sorted(f.keys())})")

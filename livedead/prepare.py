@@ -100,9 +100,7 @@ def _image_tiles(image: PlateImage, cfg: PrepareConfig, source: Path) -> dict[st
     }
 
 
-def choose_split(
-    units: np.ndarray, n_units: int, val_fraction: float, seed: int, unit_names: list[str]
-) -> np.ndarray:
+def choose_split(units: np.ndarray, n_units: int, val_fraction: float, seed: int, unit_names: list[str]) -> np.ndarray:
     """Boolean mask over units that go to validation: seeded random units until ``val_fraction``.
 
     Whole wells (or images) go to one side only, because neighbouring tiles overlap by half and a
@@ -134,9 +132,7 @@ def prepare(input: str | Path, output: str | Path, cfg: PrepareConfig) -> Prepar
     plate.require("brightfield", *(("hoechst", "draq7") if cfg.labels == "stains" else ()))
     for axis, size in zip(("height", "width"), plate.shape, strict=True):
         if cfg.tile > size:
-            raise LivedeadError(
-                f"config key 'tile': expected <= image {axis} {size} px of {input}, found {cfg.tile}"
-            )
+            raise LivedeadError(f"config key 'tile': expected <= image {axis} {size} px of {input}, found {cfg.tile}")
     output.parent.mkdir(parents=True, exist_ok=True)
     nc = len(CLASS_NAMES)
     rows = tile_rows(cfg.tile, plate.dtype, nc)
@@ -159,9 +155,7 @@ def prepare(input: str | Path, output: str | Path, cfg: PrepareConfig) -> Prepar
     return summary
 
 
-def _write_final(
-    all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig, bar: Progress
-) -> PrepareSummary:
+def _write_final(all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig, bar: Progress) -> PrepareSummary:
     source, wells = plate.source, plate.wells
     with h5py.File(all_tiles, "r") as src:
         counts = src["class_counts"][:]
@@ -215,9 +209,7 @@ def _write_final(
         tiles_kept=len(order),
         n_train=len(train_idx),
         val_units=[n for n, v in zip(names, val_units, strict=True) if v],
-        class_fractions={
-            name: float(c / kept_counts.sum()) for name, c in zip(CLASS_NAMES, kept_counts, strict=True)
-        },
+        class_fractions={name: float(c / kept_counts.sum()) for name, c in zip(CLASS_NAMES, kept_counts, strict=True)},
         bytes_written=output.stat().st_size,
         seconds=0.0,
     )

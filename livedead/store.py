@@ -76,11 +76,14 @@ def copy_in_order(
 
     Streams one output chunk at a time: its source tiles are read in ascending order, with
     runs of neighbours coalesced into single slice reads (never h5py fancy indexing), then
-    permuted in memory. Returns the number of tiles written.
+    permuted in memory. Per-tile metadata (a few bytes a row) is read whole once instead.
+    Returns the number of tiles written.
     """
     rows = {name: (src[name].shape[1:], src[name].dtype) for name in DATASETS}
+    small = {name: src[name][:] for name, (shape, dtype) in rows.items() if np.prod(shape) * dtype.itemsize < 1024}
+    large = {name: src[name] for name in DATASETS if name not in small}
     out = ChunkAppender(dst, rows, chunk)
-    scratch = {name: np.empty((chunk, *shape), dtype) for name, (shape, dtype) in rows.items()}
+    scratch = {name: np.empty((chunk, *ds.shape[1:]), ds.dtype) for name, ds in large.items()}
     for start in range(0, len(order), chunk):
         want = order[start : start + chunk]
         sorter = np.argsort(want, kind="stable")
@@ -88,13 +91,12 @@ def copy_in_order(
         breaks = np.flatnonzero(np.diff(ranked) != 1) + 1
         for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(ranked)], strict=True):
             a = int(ranked[lo])
-            for name in DATASETS:
-                src[name].read_direct(scratch[name], np.s_[a : a + hi - lo], np.s_[lo:hi])
-        batch = {}
-        for name in DATASETS:
-            permuted = np.empty_like(scratch[name][: len(want)])
-            permuted[sorter] = scratch[name][: len(want)]
-            batch[name] = permuted
+            for name, ds in large.items():
+                ds.read_direct(scratch[name], np.s_[a : a + hi - lo], np.s_[lo:hi])
+        batch = {name: arr[want] for name, arr in small.items()}
+        for name in large:
+            batch[name] = np.empty_like(scratch[name][: len(want)])
+            batch[name][sorter] = scratch[name][: len(want)]
         out.append(**batch)
         if on_chunk:
             on_chunk()

@@ -69,9 +69,7 @@ class PlateSpec:
                 raise LivedeadError(f"config key '{key}': expected >= 1, found {getattr(self, key)}")
         for key in ("height", "width"):
             if getattr(self, key) < 4 * _MARGIN:
-                raise LivedeadError(
-                    f"config key '{key}': expected >= {4 * _MARGIN} px, found {getattr(self, key)}"
-                )
+                raise LivedeadError(f"config key '{key}': expected >= {4 * _MARGIN} px, found {getattr(self, key)}")
         for key in ("initial_dead_fraction", "base_dead_fraction", "max_dead_fraction"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise LivedeadError(f"config key '{key}': expected in [0, 1), found {getattr(self, key)}")
@@ -196,11 +194,18 @@ def _illumination(rng: np.random.Generator, h: int, w: int, strength: float) -> 
     return 1.0 - strength * ((yy - cy) ** 2 + (xx - cx) ** 2) / 2 + 0.08 * (gy * yy + gx * xx)
 
 
-def _camera(rng: np.random.Generator, signal: np.ndarray, gain: float = 2.0, read: float = 6.0) -> np.ndarray:
-    """Poisson-Gaussian camera noise with an offset; returns uint16 counts."""
-    photons = rng.poisson(np.maximum(signal, 0) / gain).astype(np.float32)
-    counts = gain * photons + rng.normal(100.0, read, signal.shape).astype(np.float32)
-    return np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
+def _camera(
+    rng: np.random.Generator, signal: np.ndarray, out: np.ndarray, gain: float = 2.0, read: float = 6.0
+) -> None:
+    """Poisson-Gaussian camera noise with an offset, into ``out`` (uint16 counts).
+
+    Done in row blocks, so the int64 and float temporaries stay small for a full well image.
+    """
+    for r in range(0, signal.shape[0], 256):
+        block = signal[r : r + 256]
+        photons = rng.poisson(np.maximum(block, 0) / gain)
+        counts = gain * photons + (100.0 + read * rng.standard_normal(block.shape, dtype=np.float32))
+        out[r : r + 256] = np.clip(np.rint(counts), 0, 65535)
 
 
 def render_image(spec: PlateSpec, cells: Cells, well: int, t: int) -> tuple[np.ndarray, np.ndarray]:
@@ -208,9 +213,8 @@ def render_image(spec: PlateSpec, cells: Cells, well: int, t: int) -> tuple[np.n
     rng = np.random.default_rng([spec.seed, well, t, 7])
     shape = (spec.height, spec.width)
     bf = np.zeros(shape, np.float32)  # relative change of transmitted light
-    nuc_live = np.zeros(shape, np.float32)  # Hoechst signal of live nuclei
-    nuc_dead = np.zeros(shape, np.float32)  # Hoechst signal of dead nuclei
-    draq = np.zeros(shape, np.float32)
+    hoechst = np.zeros(shape, np.float32)  # stain signal before optics and camera
+    draq7 = np.zeros(shape, np.float32)
     labels = np.zeros(shape, np.uint8)
 
     for i in np.flatnonzero(cells.alive):
@@ -221,7 +225,7 @@ def render_image(spec: PlateSpec, cells: Cells, well: int, t: int) -> tuple[np.n
         na, nb = cells.nucleus[i]
         nbox, nrho = _ellipse_coords(cells.y[i], cells.x[i], na, nb, cells.angle[i], 1.2, shape)
         bf[nbox] += -0.035 * (nrho < 1) - 0.04 * np.exp(-(((nrho - 1.0) / 0.12) ** 2))
-        nuc_live[nbox] += cells.hoechst[i] * np.clip((1.08 - nrho) / 0.16, 0, 1)
+        hoechst[nbox] += cells.hoechst[i] * np.clip((1.08 - nrho) / 0.16, 0, 1)
         labels[nbox][nrho <= 1.0] = 1
 
     for i in np.flatnonzero(~cells.alive):
@@ -231,8 +235,8 @@ def render_image(spec: PlateSpec, cells: Cells, well: int, t: int) -> tuple[np.n
         nr = 0.68 * r
         nbox, nrho = _ellipse_coords(cells.y[i], cells.x[i], nr, nr * 0.95, cells.angle[i], 1.2, shape)
         edge = np.clip((1.08 - nrho) / 0.16, 0, 1)
-        nuc_dead[nbox] += 1.6 * cells.hoechst[i] * edge  # condensed chromatin stains brighter
-        draq[nbox] += cells.draq7[i] * edge
+        hoechst[nbox] += 1.6 * cells.hoechst[i] * edge  # condensed chromatin stains brighter
+        draq7[nbox] += cells.draq7[i] * edge
         labels[nbox][nrho <= 1.0] = 2  # dead wins where nuclei touch
 
     n_debris = rng.poisson(spec.debris_per_mpx * spec.height * spec.width / 1e6)
@@ -242,13 +246,17 @@ def render_image(spec: PlateSpec, cells: Cells, well: int, t: int) -> tuple[np.n
         box, rho = _ellipse_coords(cy, cx, r, r * rng.uniform(0.4, 1.0), rng.uniform(0, np.pi), 2.0, shape)
         bf[box] += rng.choice([-1.0, 1.0]) * rng.uniform(0.08, 0.25) * np.exp(-(rho**2))
 
-    defocus = rng.uniform(0.6, 1.4)
-    bf = ndimage.gaussian_filter(bf, defocus)
-    bf_signal = 2400.0 * _illumination(rng, *shape, 0.35) * (1.0 + bf)
+    image = np.empty((3, *shape), np.uint16)
+    ndimage.gaussian_filter(bf, rng.uniform(0.6, 1.4), output=bf)  # slight defocus
+    bf += 1.0
+    bf *= 2400.0 * _illumination(rng, *shape, 0.35)
+    _camera(rng, bf, image[0])
     fl_illum = _illumination(rng, *shape, 0.25)
-    hoechst = ndimage.gaussian_filter(nuc_live + nuc_dead, 1.0) * fl_illum + 150.0
-    draq7 = ndimage.gaussian_filter(draq, 1.0) * fl_illum + 120.0
-    image = np.stack([_camera(rng, bf_signal), _camera(rng, hoechst), _camera(rng, draq7)])
+    for k, stain, offset in ((1, hoechst, 150.0), (2, draq7, 120.0)):
+        ndimage.gaussian_filter(stain, 1.0, output=stain)
+        stain *= fl_illum
+        stain += offset
+        _camera(rng, stain, image[k])
     return image, labels
 
 
@@ -262,9 +270,7 @@ def generate_plate(path: str | Path, spec: PlateSpec, progress: bool = True) -> 
         images = f.create_dataset("images", (w, t, 3, h, wd), np.uint16, chunks=(1, 1, 1, h, wd))
         images.attrs["channels"] = list(CHANNELS)
         truth = f.create_group("truth")
-        labels = truth.create_dataset(
-            "labels", (w, t, h, wd), np.uint8, chunks=(1, 1, h, wd), compression="lzf"
-        )
+        labels = truth.create_dataset("labels", (w, t, h, wd), np.uint8, chunks=(1, 1, h, wd), compression="lzf")
         live = truth.create_dataset("live_count", (w, t), np.int64)
         dead = truth.create_dataset("dead_count", (w, t), np.int64)
         truth.create_dataset("death_hazard", data=death_hazards(spec))
