@@ -19,6 +19,14 @@ class LivedeadError(Exception):
     """Bad input or configuration. The message names the file or key, what was expected and found."""
 
 
+def one_line(err: LivedeadError) -> str:
+    """The message of an error, also when a DataLoader worker re-raised it with its traceback inside."""
+    text = str(err).strip()
+    if "Traceback" in text:
+        text = text.splitlines()[-1].removeprefix(f"{LivedeadError.__module__}.{LivedeadError.__name__}: ")
+    return text
+
+
 def cli_errors(prog: str) -> Callable[[F], F]:
     """Turn :class:`LivedeadError` (and missing/invalid config values) into one line and exit 2.
 
@@ -32,7 +40,7 @@ def cli_errors(prog: str) -> Callable[[F], F]:
             try:
                 return fn(*args, **kwargs)
             except LivedeadError as err:
-                print(f"{prog}: error: {err}", file=sys.stderr)
+                print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
             except OmegaConfBaseException as err:
                 key = getattr(err, "full_key", None) or "?"
                 reason = str(err).splitlines()[0]
