@@ -1,0 +1,161 @@
+"""Benchmark: the datamodule's read path against the loader a user writes first and the disk's limit.
+
+Builds a tile file of at least 20,000 tiles (uint16, chunks of 1000; realistic content from a
+synthetic plate), warms the page cache, and measures in one run, in tiles per second:
+
+1. ``loader``: this datamodule over one training epoch, on what the training step receives
+   (after the transfer hook and normalisation; augmentation off), best of 0 and 2 workers;
+2. ``naive``: a ``Dataset`` indexing h5py once per sample, ``DataLoader(shuffle=True,
+   batch_size=100)``, best of 0 and 2 workers;
+3. ``limit``: one sequential pass of contiguous 1000-tile slices into a reused buffer.
+
+Then the same on an lzf-compressed copy, and the datamodule's peak traced memory on the full
+file and on a file half its size (it must not grow with N).
+
+    python benchmarks/loader.py [--tiles 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from livedead.datamodule import TileDataModule
+from livedead.prepare import PrepareConfig, prepare
+from livedead.synthetic import PlateSpec, generate_plate
+
+
+def build(path: Path, source: Path, n: int, compression: str | None) -> None:
+    """Repeat the tiles of a prepared synthetic plate until the file holds ``n`` tiles."""
+    with h5py.File(source) as src, h5py.File(path, "w") as dst:
+        images, labels = src["images"][:], src["labels"][:]
+        out_i = dst.create_dataset(
+            "images", (n, *images.shape[1:]), images.dtype, chunks=(1000, *images.shape[1:]), compression=compression
+        )
+        out_l = dst.create_dataset(
+            "labels", (n, *labels.shape[1:]), labels.dtype, chunks=(1000, *labels.shape[1:]), compression=compression
+        )
+        dst.create_dataset("class_counts", data=np.resize(src["class_counts"][:], (n, 3)))
+        for a in range(0, n, 1000):
+            idx = np.arange(a, min(a + 1000, n)) % len(images)
+            out_i[a : a + len(idx)] = images[idx]
+            out_l[a : a + len(idx)] = labels[idx]
+        dst.attrs["n_train"] = n - 1000
+
+
+def rate_limit(path: Path) -> float:
+    with h5py.File(path) as f:
+        images, labels = f["images"], f["labels"]
+        bi = np.empty((1000, *images.shape[1:]), images.dtype)
+        bl = np.empty((1000, *labels.shape[1:]), labels.dtype)
+        n = images.shape[0]
+        start = time.perf_counter()
+        for a in range(0, n, 1000):
+            b = min(a + 1000, n)
+            images.read_direct(bi, np.s_[a:b], np.s_[: b - a])
+            labels.read_direct(bl, np.s_[a:b], np.s_[: b - a])
+        return n / (time.perf_counter() - start)
+
+
+def rate_datamodule(path: Path, workers: int) -> tuple[float, int]:
+    dm = TileDataModule(path, batch_size=100, num_workers=workers, augment=False, persistent_workers=False)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    tracemalloc.start()
+    start = time.perf_counter()
+    n = 0
+    for batch in loader:
+        out = dm.on_after_batch_transfer(batch, 0)
+        n += len(out["image"])
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return n / seconds, peak
+
+
+class NaiveTiles(Dataset):
+    """What one writes first: open the file, index one sample, convert it."""
+
+    def __init__(self, path: Path, n: int) -> None:
+        self.path, self.n, self.file = path, n, None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.file is None:
+            self.file = h5py.File(self.path, "r")
+        image = torch.from_numpy(self.file["images"][i].astype(np.float32))
+        label = torch.from_numpy(self.file["labels"][i].astype(np.int64))
+        return (image - 2000.0) / 300.0, label
+
+
+def rate_naive(path: Path, workers: int, max_tiles: int, max_seconds: float = 20.0) -> float:
+    """Tiles/s over at most ``max_tiles`` tiles or ``max_seconds`` (per-sample reads of a compressed
+    file decompress a whole chunk each, so a full epoch would take hours)."""
+    with h5py.File(path) as f:
+        n = f["images"].shape[0] - 1000
+    loader = DataLoader(NaiveTiles(path, n), batch_size=100, shuffle=True, num_workers=workers)
+    start = time.perf_counter()
+    seen = 0
+    for image, _ in loader:
+        seen += len(image)
+        if seen >= max_tiles or time.perf_counter() - start > max_seconds:
+            break
+    return seen / (time.perf_counter() - start)
+
+
+def measure(path: Path, label: str, naive_tiles: int) -> dict[str, float]:
+    limit = rate_limit(path)  # also warms the page cache
+    limit = max(limit, rate_limit(path))
+    loaders = {w: rate_datamodule(path, w) for w in (0, 2)}
+    naive = {w: rate_naive(path, w, naive_tiles) for w in (0, 2)}
+    best = max(loaders.values(), key=lambda r: r[0])
+    print(f"[{label}] limit (sequential 1000-tile slices): {limit:10,.0f} tiles/s")
+    for w, (r, peak) in loaders.items():
+        print(f"[{label}] datamodule, {w} workers:            {r:10,.0f} tiles/s   peak traced {peak / 1e6:6.1f} MB")
+    for w, r in naive.items():
+        print(f"[{label}] naive per-sample h5py, {w} workers:  {r:10,.0f} tiles/s")
+    return {"limit": limit, "loader": best[0], "naive": max(naive.values()), "peak0": loaders[0][1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiles", type=int, default=20_000)
+    parser.add_argument("--naive-tiles", type=int, default=5_000, help="tiles the naive loader reads (it is slow)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        plate = generate_plate(tmp / "plate.h5", PlateSpec(wells=4, timepoints=6), progress=False)
+        prepare(plate, tmp / "tiles.h5", PrepareConfig(progress=False))
+        raw, lzf, half = tmp / "raw.h5", tmp / "lzf.h5", tmp / "half.h5"
+        build(raw, tmp / "tiles.h5", args.tiles, None)
+        build(lzf, tmp / "tiles.h5", args.tiles, "lzf")
+        build(half, tmp / "tiles.h5", args.tiles // 2, None)
+        print(
+            f"file: {args.tiles:,} tiles of 160x160 uint16, chunks of 1000, "
+            f"{raw.stat().st_size / 1e9:.2f} GB raw, {lzf.stat().st_size / 1e9:.2f} GB lzf"
+        )
+        r = measure(raw, "raw", args.naive_tiles)
+        z = measure(lzf, "lzf", args.naive_tiles)
+        _, peak_half = rate_datamodule(half, 0)
+        print(
+            f"peak traced memory, 0 workers: {peak_half / 1e6:.1f} MB at N={args.tiles // 2:,}, "
+            f"{r['peak0'] / 1e6:.1f} MB at N={args.tiles:,}"
+        )
+        print(
+            f"RESULT loader_vs_naive={r['loader'] / r['naive']:.1f} loader_vs_limit={r['loader'] / r['limit']:.2f} "
+            f"lzf_loader_vs_naive={z['loader'] / z['naive']:.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
