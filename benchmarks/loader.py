@@ -5,11 +5,12 @@ synthetic plate), warms the page cache, and measures in one run, in tiles per se
 
 1. ``loader``: this datamodule over one training epoch, on what the training step receives
    (after the transfer hook and normalisation; augmentation off), best of 0 and 2 workers;
+   the epoch after a warm-up epoch, since workers persist across epochs in training;
 2. ``naive``: a ``Dataset`` indexing h5py once per sample, ``DataLoader(shuffle=True,
    batch_size=100)``, best of 0 and 2 workers;
 3. ``limit``: one sequential pass of contiguous 1000-tile slices into a reused buffer.
 
-Then the same on an lzf-compressed copy, and the datamodule's peak traced memory on the full
+Then the same on an lzf-compressed copy, and the datamodule's peak memory growth on the full
 file and on a file half its size (it must not grow with N).
 
     python benchmarks/loader.py [--tiles 20000]
@@ -20,12 +21,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
+from _common import RssSampler
 from torch.utils.data import DataLoader, Dataset
 
 from livedead.datamodule import TileDataModule
@@ -66,19 +67,20 @@ def rate_limit(path: Path) -> float:
 
 
 def rate_datamodule(path: Path, workers: int) -> tuple[float, int]:
-    dm = TileDataModule(path, batch_size=100, num_workers=workers, augment=False, persistent_workers=False)
-    dm.setup("fit")
-    loader = dm.train_dataloader()
-    tracemalloc.start()
-    start = time.perf_counter()
-    n = 0
-    for batch in loader:
-        out = dm.on_after_batch_transfer(batch, 0)
-        n += len(out["image"])
-    seconds = time.perf_counter() - start
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return n / seconds, peak
+    """Steady-state tiles/s of one training epoch, after a warm-up epoch (persistent workers, as in
+    training), and the peak growth of resident memory over both epochs."""
+    with RssSampler() as sampler:
+        dm = TileDataModule(path, batch_size=100, num_workers=workers, augment=False, persistent_workers=True)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)
+            start = time.perf_counter()
+            n = 0
+            for batch in loader:
+                n += len(dm.on_after_batch_transfer(batch, 0)["image"])
+            seconds = time.perf_counter() - start
+    return n / seconds, sampler.growth
 
 
 class NaiveTiles(Dataset):
@@ -121,7 +123,9 @@ def measure(path: Path, label: str, naive_tiles: int) -> dict[str, float]:
     best = max(loaders.values(), key=lambda r: r[0])
     print(f"[{label}] limit (sequential 1000-tile slices): {limit:10,.0f} tiles/s")
     for w, (r, peak) in loaders.items():
-        print(f"[{label}] datamodule, {w} workers:            {r:10,.0f} tiles/s   peak traced {peak / 1e6:6.1f} MB")
+        print(
+            f"[{label}] datamodule, {w} workers:            {r:10,.0f} tiles/s   peak RSS growth {peak / 1e6:6.1f} MB"
+        )
     for w, r in naive.items():
         print(f"[{label}] naive per-sample h5py, {w} workers:  {r:10,.0f} tiles/s")
     return {"limit": limit, "loader": best[0], "naive": max(naive.values()), "peak0": loaders[0][1]}
@@ -148,7 +152,7 @@ def main() -> None:
         z = measure(lzf, "lzf", args.naive_tiles)
         _, peak_half = rate_datamodule(half, 0)
         print(
-            f"peak traced memory, 0 workers: {peak_half / 1e6:.1f} MB at N={args.tiles // 2:,}, "
+            f"peak RSS growth, 0 workers: {peak_half / 1e6:.1f} MB at N={args.tiles // 2:,}, "
             f"{r['peak0'] / 1e6:.1f} MB at N={args.tiles:,}"
         )
         print(

@@ -9,33 +9,17 @@ the same bytes (the I/O floor, measured in this run), and the peak memory of the
 from __future__ import annotations
 
 import argparse
-import resource
 import tempfile
-import threading
 import time
 import tracemalloc
 from pathlib import Path
 
 import h5py
+from _common import RssSampler
 
 from livedead.labels import labels_from_stains
 from livedead.prepare import PrepareConfig, prepare
 from livedead.synthetic import PlateSpec, generate_plate
-
-
-class RssSampler(threading.Thread):
-    """Peak resident memory of this process during a block (sampled every 5 ms)."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.peak = 0
-        self.running = True
-
-    def run(self) -> None:
-        while self.running:
-            with open("/proc/self/statm") as f:
-                self.peak = max(self.peak, int(f.read().split()[1]) * resource.getpagesize())
-            time.sleep(0.005)
 
 
 def plain_write(path: Path, tiles: h5py.File) -> float:
@@ -62,14 +46,11 @@ def main() -> None:
         )
         out = tmp / "tiles.h5"
         cfg = PrepareConfig(progress=False)
-        sampler = RssSampler()
         tracemalloc.start()
-        sampler.start()
-        start = time.perf_counter()
-        summary = prepare(plate, out, cfg)
-        seconds = time.perf_counter() - start
-        sampler.running = False
-        sampler.join()
+        with RssSampler() as sampler:
+            start = time.perf_counter()
+            summary = prepare(plate, out, cfg)
+            seconds = time.perf_counter() - start
         traced = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         with h5py.File(out) as f:

@@ -415,6 +415,8 @@ class TileDataModule(L.LightningDataModule):
         if batch_size < 1:
             raise LivedeadError(f"config key 'data.batch_size': expected >= 1, found {batch_size}")
         self.save_hyperparameters(logger=False)
+        self.hparams.path = str(path)  # plain types only: checkpoints load with weights_only=True
+        self.hparams.percentiles = list(percentiles)
         self.path = Path(path)
         self.info: TileFileInfo | None = None
         self.mean = 0.0
@@ -554,7 +556,7 @@ class TileDataModule(L.LightningDataModule):
         x = self._output(image) if reuse else image.to(torch.float32)
         mode = self.hparams.normalize
         if mode == "dataset":
-            return x.sub_(self.mean).div_(self.std)
+            return x.mul_(1.0 / self.std).add_(-self.mean / self.std)
         if mode == "percentile":
             lo_p, hi_p = self.hparams.percentiles
             flat = x.flatten(1)

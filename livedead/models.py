@@ -40,8 +40,9 @@ class Up(nn.Module):
     def __init__(self, cin: int, cout: int, mode: str) -> None:
         super().__init__()
         if mode == "nearest":
+            # a 2x2 'same' convolution pads one pixel right and below, as padding="same" would
             self.up = nn.Sequential(
-                nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 2, padding="same")
+                nn.Upsample(scale_factor=2, mode="nearest"), nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(cin, cout, 2)
             )
         else:
             self.up = nn.ConvTranspose2d(cin, cout, 2, stride=2)

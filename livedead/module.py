@@ -122,7 +122,9 @@ class LiveDeadModule(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net"], logger=False)
+        # the partials stay out of the checkpoint, which Lightning loads with weights_only=True
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.net = net
         self.class_names = list(class_names)
         n = len(self.class_names)
@@ -172,10 +174,10 @@ class LiveDeadModule(L.LightningModule):
         }
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.hparams.optimizer(params=[p for p in self.parameters() if p.requires_grad])
-        if self.hparams.scheduler is None:
+        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
             return optimizer
-        scheduler = {"scheduler": self.hparams.scheduler(optimizer=optimizer), "name": "lr"}
+        scheduler = {"scheduler": self.scheduler_factory(optimizer=optimizer), "name": "lr"}
         scheduler.update(self.hparams.scheduler_config or {})
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
