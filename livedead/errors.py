@@ -56,11 +56,12 @@ def cli_errors(prog: str) -> Callable[[F], F]:
 def atomic_path(path: str | os.PathLike[str], keep: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it into place only if the block succeeds.
 
-    A run that is killed or fails leaves at most a ``*.tmp-<pid>`` file, never a file under the
-    final name that looks complete. With ``keep=False`` the file is a scratch file, always removed.
+    A run that is killed or fails leaves at most a temporary file, never a file under the
+    final name that looks complete (``name.tmp-<pid>.ext``). With ``keep=False`` the file is a
+    scratch file, always removed.
     """
     final = Path(path)
-    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    tmp = final.with_name(f"{final.stem}.tmp-{os.getpid()}{final.suffix}")  # the suffix tells tools the format
     try:
         yield tmp
         if keep:
