@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from livedead.batching import Batch, ChunkBatchSampler, Slice, chunk_segments
 from livedead.errors import LivedeadError, atomic_path
+from livedead.prepare import prepare_synthetic
 
 NORMALIZE_MODES = ("dataset", "percentile", "none")
 CACHE_VERSION = 1
@@ -388,6 +389,8 @@ class TileDataModule(L.LightningDataModule):
         augment: random flips and 90-degree rotations of training batches.
         num_workers, prefetch_factor, persistent_workers, pin_memory: DataLoader settings;
             ``pin_memory=None`` pins only when CUDA is available.
+        synthetic: a :class:`livedead.synthetic.PlateSpec` as a dict: if ``path`` does not exist,
+            :meth:`prepare_data` generates that plate and prepares it into ``path`` (cached).
     """
 
     def __init__(
@@ -408,6 +411,7 @@ class TileDataModule(L.LightningDataModule):
         prefetch_factor: int = 4,
         persistent_workers: bool = True,
         pin_memory: bool | None = None,
+        synthetic: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if normalize not in NORMALIZE_MODES:
@@ -425,6 +429,11 @@ class TileDataModule(L.LightningDataModule):
         self._output_slot = 0
 
     # -- setup ---------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        if self.hparams.synthetic is not None and not self.path.exists():
+            rank_zero_info(f"livedead: generating the synthetic plate for {self.path} (first use; cached)")
+            prepare_synthetic(self.path, dict(self.hparams.synthetic))
+
     def setup(self, stage: str | None = None) -> None:
         if self.info is not None:
             return

@@ -36,6 +36,7 @@ from livedead.errors import LivedeadError, atomic_path, cli_errors
 from livedead.labels import labels_from_stains
 from livedead.plates import DEFAULT_TIFF_PATTERN, Plate, PlateImage, open_plate
 from livedead.store import FORMAT, ChunkAppender, copy_in_order, tile_rows
+from livedead.synthetic import PlateSpec, generate_plate
 from livedead.tiling import class_counts, tile_image, tile_starts
 
 
@@ -213,6 +214,21 @@ def _write_final(all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig
         bytes_written=output.stat().st_size,
         seconds=0.0,
     )
+
+
+def prepare_synthetic(tiles: str | Path, spec: dict[str, Any], progress: bool = True) -> Path:
+    """Generate a synthetic plate beside ``tiles`` (``plate-<name>.h5``) and prepare it into ``tiles``.
+
+    The embedded default data: a fresh clone trains on it with no data of its own. The plate is
+    kept, since it carries the truth that counting is evaluated against.
+    """
+    tiles = Path(tiles)
+    plate = tiles.with_name(tiles.name.replace("tiles", "plate", 1) if "tiles" in tiles.name else f"plate-{tiles.name}")
+    if not plate.exists():
+        generate_plate(plate, PlateSpec(**spec), progress=progress)
+    summary = prepare(plate, tiles, PrepareConfig(progress=progress))
+    print_summary(summary, tiles)
+    return tiles
 
 
 def print_summary(summary: PrepareSummary, output: Path, console: Console | None = None) -> None:

@@ -1,0 +1,159 @@
+"""Train the live/dead U-Net: ``python train.py [group=option ...] [-m]`` (Hydra; configs in ``conf/``).
+
+Instantiates the datamodule, model, callbacks, loggers and trainer from the config, seeds
+everything, fits, validates the best checkpoint and returns the optimised metric (for sweepers).
+Every job writes ``result.json`` into its folder, finished or failed; in a multirun a failed job
+is recorded and the sweep goes on, and ``summary.csv``/``summary.md`` rank the jobs at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from livedead import config as _config  # registers the resolvers used by conf/
+from livedead.errors import LivedeadError, atomic_path, cli_errors, one_line
+
+RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.min_epochs", "validate_best")
+
+
+def resume_config(cfg: DictConfig) -> DictConfig:
+    """The saved config of the run in ``resume``, with its ``last.ckpt``, and the allowed overrides."""
+    run = Path(cfg.resume)
+    saved = run / ".hydra" / "config.yaml"
+    last = run / "checkpoints" / "last.ckpt"
+    for path in (saved, last):
+        if not path.exists():
+            raise LivedeadError(
+                f"config key 'resume': expected a run folder with {path.relative_to(run)}, found none in {run}"
+            )
+    resumed = OmegaConf.load(saved)
+    for override in HydraConfig.get().overrides.task:
+        key, _, value = override.partition("=")
+        if key in ("resume", "ckpt_path"):
+            continue
+        if key not in RESUMABLE_KEYS:
+            raise LivedeadError(
+                f"config key 'resume': a resumed run keeps its config; only {RESUMABLE_KEYS} may change, found {key}"
+            )
+        OmegaConf.update(resumed, key, OmegaConf.create({"v": value}).v if value else None)
+    with open_dict(resumed):
+        resumed.resume = str(run)
+        resumed.ckpt_path = str(last)
+    return resumed
+
+
+def check(cfg: DictConfig) -> None:
+    """Config errors that would otherwise surface only after data preparation or mid-training."""
+    lr = cfg.model.optimizer.get("lr")
+    if lr is not None and not lr > 0:
+        raise LivedeadError(f"config key 'model.optimizer.lr': expected > 0, found {lr}")
+    if cfg.data.batch_size < 1:
+        raise LivedeadError(f"config key 'data.batch_size': expected >= 1, found {cfg.data.batch_size}")
+    out = Path(HydraConfig.get().runtime.output_dir)
+    probe = out / ".write-test"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise LivedeadError(f"output folder {out}: expected a writable folder, found {err.strerror}") from None
+
+
+def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as flat ``a/b/c`` keys, for TensorBoard's HParams dashboard."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k not in ("_target_", "_partial_", "paths"):
+                    walk(v, f"{prefix}/{k}" if prefix else k)
+        else:
+            out[prefix] = node if isinstance(node, int | float | str | bool) else str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    choices = HydraConfig.get().runtime.choices
+    out.update({f"choice/{k}": v for k, v in choices.items() if not k.startswith("hydra/") and v})
+    return out
+
+
+def fit(cfg: DictConfig) -> dict[str, Any]:
+    """One training run; returns what ``result.json`` records."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    callbacks = [hydra.utils.instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values()]
+    loggers: list[Logger] = [hydra.utils.instantiate(lg, _convert_="all") for lg in (cfg.get("logger") or {}).values()]
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    out = Path(HydraConfig.get().runtime.output_dir)
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(flat_hparams(cfg), {"hp_metric": -1.0})
+            print(f"TensorBoard logs: {logger.log_dir}    (tensorboard --logdir {out})")
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    checkpoint = trainer.checkpoint_callback
+    best = getattr(checkpoint, "best_model_path", "") if checkpoint else ""
+    if cfg.validate_best and best:
+        validated = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+        metrics.update({k: float(v) for k, v in validated[0].items()})
+    best_epoch = None
+    if best:
+        best_epoch = int(torch.load(best, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    return {"metrics": metrics, "best_ckpt": best, "best_epoch": best_epoch}
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@cli_errors("train.py")
+def main(cfg: DictConfig) -> float | None:
+    hc = HydraConfig.get()
+    if cfg.get("resume"):
+        cfg = resume_config(cfg)
+    out = Path(hc.runtime.output_dir)
+    result: dict[str, Any] = {
+        "job": out.name,
+        "overrides": ",".join(hc.overrides.task),
+        "metric": cfg.optimized_metric,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "pid": os.getpid(),
+    }
+    start = time.perf_counter()
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        check(cfg)
+        result.update(fit(cfg))
+        value = result["metrics"].get(cfg.optimized_metric)
+        result.update(status="ok", value=value)
+    except Exception as err:
+        result.update(status="failed", value=None, error=one_line(err) if isinstance(err, LivedeadError) else repr(err))
+        (out / "error.log").write_text(traceback.format_exc())
+        if not multirun:
+            raise
+        print(f"train.py: job {out.name} failed: {result['error']} (traceback in {out / 'error.log'})")
+        value = math.nan
+    finally:
+        result["wall_s"] = round(time.perf_counter() - start, 1)
+        with atomic_path(out / "result.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2, default=str))
+    return value
+
+
+if __name__ == "__main__":
+    problem = _config.unknown_group_choice(sys.argv[1:], Path(__file__).parent / "conf")
+    if problem:
+        sys.exit(f"train.py: error: {problem}")
+    main()
