@@ -20,6 +20,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
@@ -32,25 +33,39 @@ RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.min_epochs", "validate_best")
 
 
 def resume_config(cfg: DictConfig) -> DictConfig:
-    """The saved config of the run in ``resume``, with its ``last.ckpt``, and the allowed overrides."""
+    """The saved config of the run in ``resume``, with its ``last.ckpt``.
+
+    Overrides that repeat the run's own settings are accepted; of the rest, only
+    ``RESUMABLE_KEYS`` may change (to train longer, say).
+    """
     run = Path(cfg.resume)
-    saved = run / ".hydra" / "config.yaml"
-    last = run / "checkpoints" / "last.ckpt"
+    saved, hydra_saved, last = (
+        run / ".hydra" / "config.yaml",
+        run / ".hydra" / "hydra.yaml",
+        run / "checkpoints" / "last.ckpt",
+    )
     for path in (saved, last):
         if not path.exists():
             raise LivedeadError(
                 f"config key 'resume': expected a run folder with {path.relative_to(run)}, found none in {run}"
             )
     resumed = OmegaConf.load(saved)
+    choices = OmegaConf.load(hydra_saved).hydra.runtime.choices if hydra_saved.exists() else {}
     for override in HydraConfig.get().overrides.task:
-        key, _, value = override.partition("=")
+        key, _, text = override.partition("=")
         if key in ("resume", "ckpt_path"):
             continue
-        if key not in RESUMABLE_KEYS:
+        value = yaml.safe_load(text) if text else None  # Hydra override values are YAML scalars
+        if key in RESUMABLE_KEYS:
+            OmegaConf.update(resumed, key, value)
+            continue
+        old = choices.get(key) if key in choices else OmegaConf.select(resumed, key)
+        old = OmegaConf.to_container(old) if OmegaConf.is_config(old) else old
+        if old != value:
             raise LivedeadError(
-                f"config key 'resume': a resumed run keeps its config; only {RESUMABLE_KEYS} may change, found {key}"
+                f"config key '{key}': a resumed run keeps its config ({key}={old}); "
+                f"only {', '.join(RESUMABLE_KEYS)} may change, found {key}={text}"
             )
-        OmegaConf.update(resumed, key, OmegaConf.create({"v": value}).v if value else None)
     with open_dict(resumed):
         resumed.resume = str(run)
         resumed.ckpt_path = str(last)
@@ -93,11 +108,17 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
 
 def fit(cfg: DictConfig) -> dict[str, Any]:
     """One training run; returns what ``result.json`` records."""
-    L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # DDP ranks > 0 wait for Lightning's own call
+        datamodule.prepare_data()
+    datamodule.setup("fit")  # bad data fails here, before the trainer starts
+    L.seed_everything(cfg.seed, workers=True)
     model = hydra.utils.instantiate(cfg.model, _convert_="all")
-    callbacks = [hydra.utils.instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values()]
-    loggers: list[Logger] = [hydra.utils.instantiate(lg, _convert_="all") for lg in (cfg.get("logger") or {}).values()]
+    # a callback or logger set to null (callbacks.progress_bar=null) is switched off
+    callbacks = [hydra.utils.instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers: list[Logger] = [
+        hydra.utils.instantiate(lg, _convert_="all") for lg in (cfg.get("logger") or {}).values() if lg
+    ]
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     out = Path(HydraConfig.get().runtime.output_dir)
     for logger in loggers:
@@ -139,7 +160,8 @@ def main(cfg: DictConfig) -> float | None:
         value = result["metrics"].get(cfg.optimized_metric)
         result.update(status="ok", value=value)
     except Exception as err:
-        result.update(status="failed", value=None, error=one_line(err) if isinstance(err, LivedeadError) else repr(err))
+        message = one_line(err) if isinstance(err, LivedeadError) else f"{type(err).__name__}: {err}"
+        result.update(status="failed", value=None, error=message.strip().splitlines()[0])
         (out / "error.log").write_text(traceback.format_exc())
         if not multirun:
             raise
@@ -153,7 +175,9 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    problem = _config.unknown_group_choice(sys.argv[1:], Path(__file__).parent / "conf")
+    problem = _config.unknown_group_choice(sys.argv[1:], Path(__file__).parent / "conf") or _config.unwritable_output(
+        sys.argv[1:]
+    )
     if problem:
         sys.exit(f"train.py: error: {problem}")
     main()

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from livedead.datamodule import TileDataModule
+from livedead.datamodule import TileDataModule, dihedral_augment
 from livedead.models import UNet
 from livedead.module import LiveDeadModule, class_weights
 from livedead.prepare import PrepareConfig, prepare
@@ -61,7 +61,8 @@ class LossOnly(LiveDeadModule):
 
 def module(cls: type[LiveDeadModule], base: int) -> LiveDeadModule:
     torch.manual_seed(0)
-    return cls(net=UNet(base_channels=base), optimizer=partial(torch.optim.SGD, lr=0.01, momentum=0.9))
+    net = UNet(base_channels=base, depth=3, batch_norm=True)  # conf/model/unet_small.yaml's network
+    return cls(net=net, optimizer=partial(torch.optim.SGD, lr=0.01, momentum=0.9))
 
 
 def datamodule(path: Path) -> TileDataModule:
@@ -97,7 +98,8 @@ def bare_rate(path: Path, steps: int, base: int) -> float:
         for batch in dm.train_dataloader():
             if done == WARMUP:
                 start = time.perf_counter()
-            image, label = dm.on_after_batch_transfer(batch, 0)["image"], batch["label"]
+            image = dm.on_after_batch_transfer(batch, 0)["image"]
+            image, label = dihedral_augment(image, batch["label"])  # as the Trainer's training batches are
             loss = F.cross_entropy(net(image), label.long(), weight=weight)
             opt.zero_grad()
             loss.backward()
@@ -128,7 +130,7 @@ def validation_seconds(path: Path, root: Path, cls: type[LiveDeadModule], base: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--base", type=int, default=16, help="U-Net base channels")
+    parser.add_argument("--base", type=int, default=8, help="U-Net base channels (depth 3)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -139,7 +141,10 @@ def main() -> None:
         light = lightning_rate(tiles, tmp, args.steps, args.base)
         with_metrics = validation_seconds(tiles, tmp, LiveDeadModule, args.base)
         loss_only = validation_seconds(tiles, tmp, LossOnly, args.base)
-    print(f"U-Net base {args.base}, batches of 100 tiles of 160x160, {args.steps} timed steps after {WARMUP} warm-up")
+    print(
+        f"U-Net base {args.base} depth 3, batches of 100 tiles of 160x160, "
+        f"{args.steps} timed steps after {WARMUP} warm-up"
+    )
     print(f"bare PyTorch loop:        {bare:7.1f} samples/s")
     print(f"LiveDeadModule + Trainer: {light:7.1f} samples/s")
     print(f"validation epoch: {with_metrics:.2f} s with metrics, PR curves and images; {loss_only:.2f} s loss only")

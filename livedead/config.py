@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -31,9 +32,33 @@ def spec_hash(spec: Any) -> str:
     return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
 
 
+SWEPT_KEYS_ENV = "LIVEDEAD_SWEPT_KEYS"
+
+
+def swept_keys(overrides: list[str], sweeper_params: dict[str, Any] | None) -> list[str]:
+    """The config keys a multirun varies: comma lists and sweep functions, and the sweeper's params."""
+    keys = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if value.startswith(("[", "{", "'", '"')):
+            continue
+        if "," in value or re.match(r"^(choice|range|interval|glob|tag)\(", value):
+            keys.append(key.lstrip("+~"))
+    return list(dict.fromkeys([*keys, *(sweeper_params or {})]))
+
+
+def job_name(overrides: list[str]) -> str:
+    """A sweep job's name: its values of the swept keys, e.g. ``optimizer=sgd,scheduler=kicks``."""
+    keys = [k for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k]
+    chosen = [o for o in overrides if o.partition("=")[0].lstrip("+~") in keys]
+    return ",".join(chosen).replace("/", "_")
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("livedead.run_dir"):
         OmegaConf.register_new_resolver("livedead.run_dir", run_dir, use_cache=True)
+    if not OmegaConf.has_resolver("livedead.job_name"):
+        OmegaConf.register_new_resolver("livedead.job_name", lambda o: job_name(list(o)))
     if not OmegaConf.has_resolver("livedead.spec_hash"):
         OmegaConf.register_new_resolver("livedead.spec_hash", spec_hash)
 
@@ -58,4 +83,17 @@ def unknown_group_choice(argv: list[str], conf_dir: Path) -> str | None:
         for choice in value.split(","):
             if choice not in (*options, "null"):
                 return f"config group '{key}': expected one of {', '.join(options)}, found '{choice}'"
+    return None
+
+
+def unwritable_output(argv: list[str], default: str = "outputs") -> str | None:
+    """The one-line error for an output folder that cannot be created or written (before Hydra tries)."""
+    targets = [a.partition("=")[2] for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    for target in targets or [default]:
+        path = Path(target).absolute()
+        while not path.exists():
+            path = path.parent
+        if not path.is_dir() or not os.access(path, os.W_OK):
+            found = "a file" if not path.is_dir() else "no write permission"
+            return f"output folder {target}: expected a writable folder, found {found} at {path}"
     return None

@@ -480,8 +480,8 @@ class TileDataModule(L.LightningDataModule):
                 total += x.sum()
                 total_sq += np.square(x).sum()
                 count += x.size
-        mean = total / count
-        std = math.sqrt(max(total_sq / count - mean * mean, 1e-12))
+        mean = float(total / count)  # plain floats: they go into checkpoints, loaded with weights_only=True
+        std = math.sqrt(max(float(total_sq / count) - mean * mean, 1e-12))
         cache.put(key, np.array([mean, std]))
         return mean, std
 
@@ -502,8 +502,8 @@ class TileDataModule(L.LightningDataModule):
         """How raw pixels become network input; stored in checkpoints so inference does the same."""
         return {
             "mode": self.hparams.normalize,
-            "mean": self.mean,
-            "std": self.std,
+            "mean": float(self.mean),
+            "std": float(self.std),
             "percentiles": list(self.hparams.percentiles),
         }
 

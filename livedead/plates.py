@@ -1,7 +1,9 @@
 """Raw plates: stitched well images over time, from an HDF5 plate file or a folder of TIFFs.
 
 A plate yields one image at a time (all channels of one well at one time point), so that
-nothing downstream ever holds the whole plate.
+nothing downstream ever holds the whole plate. An image that cannot be read is yielded with its
+``error`` set, so a caller decides whether to stop (prepare) or to go on (predict). Images of a
+TIFF folder may differ in size: whole-well prediction takes each as it is.
 
 HDF5 plate layout (written by :mod:`livedead.synthetic`; real data may use it too):
 
@@ -39,6 +41,8 @@ class PlateImage:
     time: int
     channels: dict[str, np.ndarray]
     truth: np.ndarray | None = None
+    error: str | None = None
+    """Why this image could not be read; the iterator goes on to the next one."""
 
 
 @dataclass
@@ -131,10 +135,9 @@ def _hdf5_plate(path: Path, channels: Sequence[str] | None, images_key: str) -> 
                         data = ds[w, t]
                         lab = truth[w, t] if truth is not None else None
                     except OSError as err:
-                        raise LivedeadError(
-                            f"{path}: cannot read image (well {w}, time {t}) of '/{images_key}': "
-                            f"expected a complete file, found {err} (truncated?)"
-                        ) from None
+                        msg = f"{path}: cannot read image (well {w}, time {t}) of '/{images_key}': found {err}"
+                        yield PlateImage(w, t, {}, error=msg)
+                        continue
                     yield PlateImage(w, t, dict(zip(names, data, strict=True)), lab)
 
     return plate, images()
@@ -171,10 +174,13 @@ def _tiff_plate(
 
     def images() -> Iterator[PlateImage]:
         for well, time, p in sorted(found, key=lambda x: (wells.index(x[0]), x[1])):
-            data = _read_tiff(p, axes, len(channels))
-            if data.shape[1:] != plate.shape:
-                raise LivedeadError(f"{p}: expected image size {plate.shape}, found {data.shape[1:]}")
-            yield PlateImage(wells.index(well), times.index(time), dict(zip(channels, data, strict=True)))
+            w, t = wells.index(well), times.index(time)
+            try:
+                data = _read_tiff(p, axes, len(channels))
+            except LivedeadError as err:
+                yield PlateImage(w, t, {}, error=str(err))
+                continue
+            yield PlateImage(w, t, dict(zip(channels, data, strict=True)))
 
     return plate, images()
 

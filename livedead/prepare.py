@@ -84,6 +84,8 @@ class PrepareSummary:
 
 def _image_tiles(image: PlateImage, cfg: PrepareConfig, source: Path) -> dict[str, np.ndarray]:
     """Label one image and cut it and its labels into tiles, with class counts and origins."""
+    if image.error:
+        raise LivedeadError(image.error)
     if cfg.labels == "truth":
         if image.truth is None:
             raise LivedeadError(f"{source}: config labels=truth, but the plate has no '/truth/labels'")

@@ -11,15 +11,16 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from livedead import config as _config  # noqa: F401  (registers the resolvers in launcher processes)
+from livedead.config import SWEPT_KEYS_ENV, swept_keys  # importing it registers the resolvers
 from livedead.errors import atomic_path
 
 COLUMNS = ("rank", "job", "status", "metric", "value", "best_epoch", "wall_s", "overrides", "error")
@@ -68,7 +69,13 @@ def _fmt(value: Any) -> str:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: ``on_multirun_end`` writes the sweep's summary."""
+    """Hydra callback: names the jobs after what the sweep varies, and writes the summary at the end."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # launcher processes (joblib, submitit) inherit the environment, and resolve job names there
+        params = config.hydra.sweeper.get("params")
+        params = OmegaConf.to_container(params) if params is not None else {}
+        os.environ[SWEPT_KEYS_ENV] = ",".join(swept_keys(list(config.hydra.overrides.task), params))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
