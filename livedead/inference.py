@@ -5,9 +5,13 @@ Two ways to cover an image, both batched, with memory bounded by the batch and t
 * ``blend`` (the default, as nnU-Net and MONAI): windows of the training tile size overlap by
   ``overlap``; each window's class probabilities are weighted by a Gaussian importance map
   (sigma = window / 8) or a constant, summed, and divided by the summed weights.
-* ``crop``: larger windows (a multiple of the tile) overlap by twice ``margin``; only each
-  window's centre, the margin cropped off, is kept. Every pixel is computed about once
+* ``crop``: larger windows (3 tiles by default) overlap by twice ``margin``; only each
+  window's centre, the margin cropped off, is kept. Every pixel is computed about 1.5 times
   instead of about four times, and the margin keeps window edges out of the result.
+
+``batch_size`` counts tile-sized windows, so larger windows go through the network in
+proportionally smaller batches and memory stays bounded by the same number of pixels. The
+network runs in channels-last memory format, which halves the cost of its convolutions on a CPU.
 
 Optional flip test-time augmentation averages the identity, horizontal, vertical and double flips.
 """
@@ -66,7 +70,8 @@ def load_model(ckpt: str | Path, device: str | torch.device = "cpu", tile: int =
     state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     state = {k.replace("_orig_mod.", ""): v for k, v in state.items()}
     net.load_state_dict(state)
-    net.eval().to(device)
+    # channels-last: oneDNN's convolutions run about twice as fast in it on a CPU (and GPUs favour it too)
+    net.eval().to(device, memory_format=torch.channels_last)
     return LoadedModel(
         net, list(info["class_names"]), dict(info["normalization"] or {}), tile, 2 ** info["net"]["depth"]
     )
@@ -84,6 +89,7 @@ def gaussian_map(size: int, sigma_scale: float = 1 / 8) -> np.ndarray:
 
 @torch.no_grad()
 def _probs(net: nn.Module, batch: torch.Tensor, tta: bool) -> torch.Tensor:
+    batch = batch.contiguous(memory_format=torch.channels_last)
     if not tta:
         return net(batch).softmax(1)
     out = torch.zeros(0)
@@ -120,7 +126,7 @@ def predict_image(
         weight = gaussian_map(size) if blending == "gaussian" else np.ones((size, size), np.float32)
         keep = None
     elif mode == "crop":
-        size = window or 4 * tile
+        size = window or 3 * tile
         size = min(size, h - h % model.divisor, w - w % model.divisor)
         if size < tile or 2 * margin >= size:
             raise LivedeadError(f"config key 'window': expected {tile} <= window and 2*margin < window, found {size}")
@@ -130,13 +136,14 @@ def predict_image(
         raise LivedeadError(f"config key 'mode': expected 'blend' or 'crop', found {mode!r}")
     if size % model.divisor:
         raise LivedeadError(f"config key 'window': expected a multiple of {model.divisor}, found {size}")
+    per_batch = max(1, batch_size * tile * tile // (size * size))  # batch_size counts tile-sized windows
     ys, xs = tile_starts(h, size, stride), tile_starts(w, size, stride)
     corners = [(y, x0) for y in ys for x0 in xs]
     n_classes = len(model.class_names)
     out = np.zeros((n_classes, h, w), np.float32)
     norm = np.zeros((h, w), np.float32) if weight is not None else None
-    for a in range(0, len(corners), batch_size):
-        group = corners[a : a + batch_size]
+    for a in range(0, len(corners), per_batch):
+        group = corners[a : a + per_batch]
         batch = torch.stack([x[y : y + size, x0 : x0 + size] for y, x0 in group])[:, None].to(device)
         probs = _probs(model.net, batch, tta).float().cpu().numpy()
         for (y, x0), p in zip(group, probs, strict=True):
