@@ -28,6 +28,7 @@ from torch import nn
 
 from livedead.errors import LivedeadError
 from livedead.models import UNet
+from livedead.module import net_state_dict, read_checkpoint
 from livedead.tiling import tile_starts
 
 
@@ -54,21 +55,12 @@ class LoadedModel:
 
 def load_model(ckpt: str | Path, device: str | torch.device = "cpu", tile: int = 160) -> LoadedModel:
     """Rebuild the network of a livedead checkpoint and load its weights."""
-    path = Path(ckpt)
-    if not path.is_file():
-        raise LivedeadError(f"{path}: checkpoint not found (config key 'ckpt')")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a file that is not a checkpoint
-        raise LivedeadError(
-            f"{path}: expected a livedead checkpoint, found an unreadable file ({type(err).__name__})"
-        ) from None
-    info = checkpoint.get("livedead") if isinstance(checkpoint, dict) else None
+    checkpoint = read_checkpoint(ckpt, "ckpt")
+    info = checkpoint.get("livedead")
     if not info or not info.get("net"):
-        raise LivedeadError(f"{path}: expected a livedead checkpoint (with a 'livedead' entry), found none")
+        raise LivedeadError(f"{ckpt}: expected a livedead checkpoint (with a 'livedead' entry), found none")
     net = UNet(**info["net"])
-    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    state = {k.replace("_orig_mod.", ""): v for k, v in state.items()}
+    state = net_state_dict(checkpoint)
     net.load_state_dict(state)
     # channels-last: oneDNN's convolutions run about twice as fast in it on a CPU (and GPUs favour it too)
     net.eval().to(device, memory_format=torch.channels_last)

@@ -65,26 +65,37 @@ def class_weights(counts: np.ndarray, mode: str | Sequence[float]) -> torch.Tens
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def load_matching_weights(net: nn.Module, ckpt_path: str | Path) -> list[str]:
-    """Load every weight of a checkpoint whose name and shape match; return the names skipped."""
-    path = Path(ckpt_path)
-    if not path.exists():
-        raise LivedeadError(f"{path}: checkpoint for 'model.init_from' not found")
+def read_checkpoint(path: str | Path, key: str) -> dict[str, Any]:
+    """A checkpoint's contents, or one line naming the config ``key`` that pointed at a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LivedeadError(f"{path}: checkpoint not found (config key '{key}')")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a file that is not a checkpoint
         raise LivedeadError(
-            f"{path}: expected a checkpoint for 'model.init_from', found {type(err).__name__}"
+            f"{path}: expected a checkpoint ('{key}'), found an unreadable file ({type(err).__name__})"
         ) from None
-    state = checkpoint.get("state_dict", checkpoint)
-    state = {
-        k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.") or "state_dict" not in checkpoint
-    }
+    if not isinstance(checkpoint, dict):
+        raise LivedeadError(f"{path}: expected a checkpoint ('{key}'), found a {type(checkpoint).__name__}")
+    return checkpoint
+
+
+def net_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The network's weights: from a Lightning checkpoint (``net.`` prefix, compiled or not) or a bare state dict."""
+    if "state_dict" not in checkpoint:
+        return checkpoint
+    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    return {k.replace("_orig_mod.", ""): v for k, v in state.items()}
+
+
+def load_matching_weights(net: nn.Module, ckpt_path: str | Path) -> list[str]:
+    """Load every weight of a checkpoint whose name and shape match; return the names skipped."""
+    state = net_state_dict(read_checkpoint(ckpt_path, "model.init_from"))
     own = net.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(set(own) - set(matched))
     net.load_state_dict(matched, strict=False)
-    return skipped
+    return sorted(set(own) - set(matched))
 
 
 class LiveDeadModule(L.LightningModule):

@@ -141,7 +141,7 @@ def test_held_out_wells_and_hdf5_probabilities(tiny_ckpt, plate_path, tmp_path):
 
 def test_checkpoint_missing_or_not_livedead(tmp_path, plate_path):
     proc = run_cli("livedead.predict", f"ckpt={tmp_path / 'no.ckpt'}", f"input={plate_path}", f"output={tmp_path}")
-    assert_one_line_error(proc, "no.ckpt", "not found")
+    assert_one_line_error(proc, "no.ckpt", "not found", "'ckpt'")
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {}}, other)
     proc = run_cli("livedead.predict", f"ckpt={other}", f"input={plate_path}", f"output={tmp_path}")
@@ -149,7 +149,7 @@ def test_checkpoint_missing_or_not_livedead(tmp_path, plate_path):
     text = tmp_path / "text.ckpt"
     text.write_text("hello")
     assert_one_line_error(run_cli("livedead.predict", f"ckpt={text}", f"input={plate_path}", f"output={tmp_path}"),
-                          "text.ckpt", "livedead checkpoint")  # fmt: skip
+                          "text.ckpt", "expected a checkpoint", "unreadable")  # fmt: skip
 
 
 def test_checkpoint_trained_with_other_classes(tiny_ckpt, plate_path, tmp_path):
