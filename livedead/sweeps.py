@@ -55,7 +55,7 @@ def write_summary(sweep_dir: Path, console: Console | None = None) -> list[dict[
         tmp.write_text(f"# Sweep {sweep_dir.name}\n\n" + "\n".join(lines) + "\n")
     table = Table(title=f"sweep summary: {sweep_dir}")
     for c in ("rank", "job", "status", "value", "best_epoch", "wall_s"):
-        table.add_column(c)
+        table.add_column(c, overflow="fold")
     for row in rows:
         table.add_row(*(_fmt(row.get(c)) for c in ("rank", "job", "status", "value", "best_epoch", "wall_s")))
     (console or Console()).print(table)
@@ -64,7 +64,7 @@ def write_summary(sweep_dir: Path, console: Console | None = None) -> list[dict[
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
     return "" if value is None else str(value).replace("|", "/").replace("\n", " ")
 
 
