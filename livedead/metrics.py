@@ -5,7 +5,9 @@ A batch of 100 tiles of 160x160 is 2.56 million pixels per class. torchmetrics'
 (26 s per batch on a 2-core CPU); :class:`BinnedPRCurve` instead keeps a histogram of binned
 scores per class and per truth (one ``bincount`` per class, linear in pixels, constant memory),
 from which the PR curve and its area follow exactly at the bin edges. Being a torchmetrics
-``Metric`` with ``sum`` states, it syncs under DDP like any other.
+``Metric`` with ``sum`` states, it syncs under DDP like any other. :class:`ConfusionMatrix` is
+the same idea for the argmax: torchmetrics' ``MulticlassConfusionMatrix`` plus the ``argmax``
+took 0.4 s per batch, about as long as the forward pass of the CPU U-Net; this takes 0.03 s.
 """
 
 from __future__ import annotations
@@ -61,6 +63,37 @@ class BinnedPRCurve(Metric):
         ap = (drop * precision).sum(dim=1)
         has_pos = self.hist[:, 1].sum(-1) > 0
         return torch.where(has_pos, ap, torch.full_like(ap, float("nan"))).float()
+
+
+def argmax_classes(scores: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(1)`` for (B, C, H, W), as C elementwise passes: 15x faster than a strided
+    reduction over the channel axis on a CPU. Ties go to the lower class, as with ``argmax``."""
+    best = scores[:, 0]
+    pred = torch.zeros(best.shape, dtype=torch.long, device=scores.device)
+    for c in range(1, scores.shape[1]):
+        better = scores[:, c] > best
+        pred[better] = c
+        best = torch.maximum(best, scores[:, c])
+    return pred
+
+
+class ConfusionMatrix(Metric):
+    """(truth, prediction) pixel counts, one int64 ``bincount`` per batch; syncs under DDP (sum)."""
+
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, num_classes: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.add_state("confusion", torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        key = target.to(torch.long) * self.num_classes + pred.to(torch.long)
+        self.confusion += torch.bincount(key.flatten(), minlength=self.num_classes**2).view_as(self.confusion)
+
+    def compute(self) -> torch.Tensor:
+        return self.confusion
 
 
 def confusion_scores(confusion: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -24,11 +24,10 @@ import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
-from torchmetrics.classification import MulticlassConfusionMatrix
 
 from livedead import CLASS_NAMES
 from livedead.errors import LivedeadError
-from livedead.metrics import BinnedPRCurve, confusion_scores
+from livedead.metrics import BinnedPRCurve, ConfusionMatrix, argmax_classes, confusion_scores
 from livedead.visualize import confusion_figure, overlay_grid
 
 WEIGHT_MODES = ("none", "inverse", "median")
@@ -141,7 +140,7 @@ class LiveDeadModule(L.LightningModule):
         n = len(self.class_names)
         self.register_buffer("class_weight", torch.ones(n))
         self.val_pr = BinnedPRCurve(n, pr_thresholds)
-        self.val_confusion = MulticlassConfusionMatrix(n, validate_args=False)
+        self.val_confusion = ConfusionMatrix(n)
         self.overlay_images: torch.Tensor | None = None
         self.overlay_labels: torch.Tensor | None = None
         if init_from:
@@ -212,7 +211,7 @@ class LiveDeadModule(L.LightningModule):
         loss = self._loss(logits, label)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(label), sync_dist=True)
         self.val_pr.update(logits.softmax(dim=1), label)
-        self.val_confusion.update(logits.argmax(dim=1), label.long())
+        self.val_confusion.update(argmax_classes(logits), label)
 
     def on_validation_epoch_end(self) -> None:
         ap = self.val_pr.compute()

@@ -240,3 +240,19 @@ def test_video_cli_bad_run(tmp_path):
     assert_one_line_error(run_cli("livedead.video", f"run={tmp_path / 'nope'}"), "nope", "run folder not found")
     (tmp_path / "empty").mkdir()
     assert_one_line_error(run_cli("livedead.video", f"run={tmp_path / 'empty'}"), "empty", "event files")
+
+
+def test_fast_argmax_and_confusion_match_torch():
+    from livedead.metrics import ConfusionMatrix, argmax_classes
+
+    gen = torch.Generator().manual_seed(1)
+    scores = torch.randn(4, 3, 32, 32, generator=gen)
+    scores[0, :, 0, 0] = 1.0  # a tie goes to the lower class, as with argmax
+    target = torch.randint(0, 3, (4, 32, 32), generator=gen, dtype=torch.uint8)
+    assert torch.equal(argmax_classes(scores), scores.argmax(1))
+    cm = ConfusionMatrix(3)
+    cm.update(argmax_classes(scores), target)
+    expected = torch.zeros(3, 3, dtype=torch.long)
+    for t, p in zip(target.flatten().tolist(), scores.argmax(1).flatten().tolist(), strict=True):
+        expected[t, p] += 1
+    assert torch.equal(cm.compute(), expected)
