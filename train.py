@@ -74,6 +74,8 @@ def resume_config(cfg: DictConfig) -> DictConfig:
 
 def check(cfg: DictConfig) -> None:
     """Config errors that would otherwise surface only after data preparation or mid-training."""
+    if cfg.ckpt_path == "last" and not cfg.get("resume"):
+        raise LivedeadError("config key 'ckpt_path': 'last' continues a run: add resume=<run folder>")
     lr = cfg.model.optimizer.get("lr")
     if lr is not None and not lr > 0:
         raise LivedeadError(f"config key 'model.optimizer.lr': expected > 0, found {lr}")

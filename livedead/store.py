@@ -15,7 +15,6 @@ validation split, each in a seeded random order, so that every split is one cont
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -112,7 +111,3 @@ def tile_rows(tile: int, dtype: np.dtype, num_classes: int) -> dict[str, tuple[t
         "class_counts": ((num_classes,), np.dtype(np.int64)),
         "origin": ((4,), np.dtype(np.int32)),
     }
-
-
-def file_nbytes(path: Path) -> int:
-    return path.stat().st_size
