@@ -148,7 +148,8 @@ def test_resume_continues_the_run_in_the_same_folders(tiles_path, tmp_path):
     first = train(tmp_path, tiles_path, "trainer.max_epochs=1")
     assert first.returncode == 0, first.stderr[-3000:]
     run = only((tmp_path / "outputs" / "runs").iterdir())
-    assert_one_line_error(train(tmp_path, tiles_path, "ckpt_path=last"), "'ckpt_path'", "resume=")
+    (tmp_path / "elsewhere").mkdir()
+    assert_one_line_error(train(tmp_path / "elsewhere", tiles_path, "ckpt_path=last"), "'ckpt_path'", "resume=")
     again = train(tmp_path, tiles_path, f"resume={run}", "ckpt_path=last", "trainer.max_epochs=2")
     assert again.returncode == 0, again.stderr[-3000:]
     assert only((tmp_path / "outputs" / "runs").iterdir()) == run, "no new run folder"
