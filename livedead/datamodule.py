@@ -273,9 +273,6 @@ class TileBatches(Dataset):
         state.update(_file=None, _buffers=[], _tensors=[], _chunk_data={}, _chunk_id=-1)
         return state
 
-    def __len__(self) -> int:
-        return math.ceil(self.n / self.max_batch)
-
     def _open(self) -> None:
         self._file = h5py.File(self.path, "r")
         images, labels = self._file[self.images_key], self._file[self.labels_key]
