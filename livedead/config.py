@@ -48,9 +48,10 @@ def swept_keys(overrides: list[str], sweeper_params: dict[str, Any] | None) -> l
 
 
 def job_name(overrides: list[str]) -> str:
-    """A sweep job's name: its values of the swept keys, e.g. ``optimizer=sgd,scheduler=kicks``."""
+    """A sweep job's name: its values of the swept keys, e.g. ``optimizer=sgd,scheduler=kicks``
+    (all its overrides when the multirun sweeps nothing)."""
     keys = [k for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k]
-    chosen = [o for o in overrides if o.partition("=")[0].lstrip("+~") in keys]
+    chosen = [o for o in overrides if o.partition("=")[0].lstrip("+~") in keys] if keys else list(overrides)
     return ",".join(chosen).replace("/", "_")
 
 

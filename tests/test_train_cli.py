@@ -161,6 +161,20 @@ def test_resume_continues_the_run_in_the_same_folders(tiles_path, tmp_path):
     assert {0, 1} <= epochs  # (validating the best checkpoint afterwards logs epoch 2)
 
 
+def test_job_names():
+    from livedead.config import job_name, swept_keys
+
+    assert swept_keys(["optimizer=adam,sgd", "trainer.max_epochs=1", "model.class_weights=[1,2,3]"], None) == [
+        "optimizer"
+    ]
+    assert swept_keys(["x=1"], {"model.optimizer.lr": "interval(0.1, 1)"}) == ["model.optimizer.lr"]
+    os.environ["LIVEDEAD_SWEPT_KEYS"] = "optimizer"
+    assert job_name(["optimizer=sgd", "trainer.max_epochs=1", "data.path=/a/b.h5"]) == "optimizer=sgd"
+    os.environ["LIVEDEAD_SWEPT_KEYS"] = ""
+    assert job_name(["optimizer=sgd", "scheduler=kicks"]) == "optimizer=sgd,scheduler=kicks"
+    del os.environ["LIVEDEAD_SWEPT_KEYS"]
+
+
 def test_run_folders_never_collide():
     names = {run_dir() for _ in range(200)}
     assert len(names) == 200
