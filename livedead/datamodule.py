@@ -505,16 +505,18 @@ class TileDataModule(L.LightningDataModule):
         }
 
     def overlay_tiles(self, k: int) -> dict[str, torch.Tensor]:
-        """``k`` fixed validation tiles that hold both stains (the most of both first), normalised.
+        """``k`` fixed validation tiles that hold both stains, spread over the split, normalised.
 
-        The same tiles every epoch, so that the overlays show the model learning on them.
+        The same tiles every epoch, so that the overlays show the model learning on them. They are
+        spread evenly over the two-stain tiles rather than the richest ones, which would be the
+        same place at neighbouring time points.
         """
         assert self.info is not None, "call setup() first"
         val = np.concatenate([np.arange(a, b) for a, b in self.info.val_ranges])
         counts = self.info.class_counts[val]
         both = np.minimum(counts[:, 1], counts[:, 2]) if counts.shape[1] > 2 else counts[:, 1:].sum(1)
-        order = np.argsort(-both, kind="stable")[:k]
-        picked = np.sort(val[order])
+        candidates = val[both > 0] if (both > 0).sum() >= k else val[np.argsort(-both, kind="stable")[:k]]
+        picked = np.unique(candidates[np.linspace(0, len(candidates) - 1, min(k, len(candidates))).astype(int)])
         dataset = self._dataset()
         parts = [dataset[((int(i), int(i) + 1),)] for i in picked]
         dataset.close()
