@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -13,17 +14,20 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+_SEQUENCE = itertools.count()
+
 
 def run_dir(resume: str | None = None, kind: str = "runs") -> str:
     """A new run folder under ``outputs/``, or the folder of the run being resumed.
 
-    The name holds the start time, the process id and a random tag, so runs started in the same
-    second (by one user, or by many jobs of a cluster) never share a folder.
+    The name holds the start time, the process id, a per-process sequence number and a random
+    tag: runs started in the same second never share a folder, whether they come from one
+    process, from several on one machine, or from jobs on the nodes of a cluster.
     """
     if resume:
         return str(Path(resume).resolve())
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    return f"outputs/{kind}/{stamp}_{os.getpid()}-{secrets.token_hex(2)}"
+    return f"outputs/{kind}/{stamp}_{os.getpid()}-{next(_SEQUENCE)}{secrets.token_hex(2)}"
 
 
 def spec_hash(spec: Any) -> str:
