@@ -262,6 +262,7 @@ class TileBatches(Dataset):
         self.float_images = info.dtype == np.float32
         self.n = info.n
         self._file: h5py.File | None = None
+        self._datasets: tuple[h5py.Dataset, h5py.Dataset] | None = None
         self._buffers: list[dict[str, np.ndarray]] = []
         self._tensors: list[dict[str, torch.Tensor]] = []
         self._next = 0
@@ -270,12 +271,13 @@ class TileBatches(Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_file=None, _buffers=[], _tensors=[], _chunk_data={}, _chunk_id=-1)
+        state.update(_file=None, _datasets=None, _buffers=[], _tensors=[], _chunk_data={}, _chunk_id=-1)
         return state
 
     def _open(self) -> None:
         self._file = h5py.File(self.path, "r")
         images, labels = self._file[self.images_key], self._file[self.labels_key]
+        self._datasets = (images, labels)  # looked up once: a lookup per batch costs as much as a read
         shapes = {
             "image": ((self.max_batch, *images.shape[1:]), images.dtype),
             "label": ((self.max_batch, *labels.shape[1:]), np.dtype(np.uint8)),
@@ -298,7 +300,7 @@ class TileBatches(Dataset):
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
-        self._file = None
+        self._file = self._datasets = None
 
     def __getitem__(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self._file is None:
@@ -307,7 +309,7 @@ class TileBatches(Dataset):
         slot = self._next
         buf = self._buffers[slot]
         self._next = (slot + 1) % self.ring
-        images, labels = self._file[self.images_key], self._file[self.labels_key]
+        images, labels = self._datasets
         n = 0
         for a, b in batch:
             dest = np.s_[n : n + b - a]
@@ -317,9 +319,10 @@ class TileBatches(Dataset):
                 buf["image"][dest] = self._chunk_data["image"][a - base : b - base]
                 buf["label"][dest] = self._chunk_data["label"][a - base : b - base]
             else:
-                images.read_direct(buf["image"], np.s_[a:b], dest)
+                # into a contiguous view of the buffer: no destination selection to build
+                images.read_direct(buf["image"][dest], np.s_[a:b])
                 if labels.dtype == np.uint8:
-                    labels.read_direct(buf["label"], np.s_[a:b], dest)
+                    labels.read_direct(buf["label"][dest], np.s_[a:b])
                 else:
                     buf["label"][dest] = labels[a:b]
             buf["index"][dest] = np.arange(a, b)
@@ -472,11 +475,12 @@ class TileDataModule(L.LightningDataModule):
         total = total_sq = count = 0.0
         with _h5_open(self.path) as f:
             ds = f[self.hparams.images_key]
-            for a, b in dict.fromkeys(picks):
-                x = ds[a:b].astype(np.float64)
-                total += x.sum()
-                total_sq += np.square(x).sum()
-                count += x.size
+            for start, stop in dict.fromkeys(picks):
+                for a in range(start, stop, 100):  # 100 tiles at a time: bounded float64 temporaries
+                    x = ds[a : min(a + 100, stop)].astype(np.float64)
+                    total += x.sum()
+                    total_sq += np.square(x).sum()
+                    count += x.size
         mean = float(total / count)  # plain floats: they go into checkpoints, loaded with weights_only=True
         std = math.sqrt(max(float(total_sq / count) - mean * mean, 1e-12))
         cache.put(key, np.array([mean, std]))
