@@ -69,14 +69,14 @@ def main() -> None:
         image = render_image(spec, next(simulate_well(spec, 0)), 0, 0)[0][0]
 
         def monai() -> np.ndarray:
-            x = torch.from_numpy(model.normalize(image))[None, None]
+            x = model.normalize(image)[None, None]
             with torch.no_grad():
                 out = sliding_window_inference(x, (160, 160), args.batch, lambda b: model.net(b).softmax(1),
                                                overlap=0.5, mode="gaussian")  # fmt: skip
             return out[0].numpy()
 
         def monai_channels_last() -> np.ndarray:  # the same network layout as ours, for transparency
-            x = torch.from_numpy(model.normalize(image))[None, None]
+            x = model.normalize(image)[None, None]
             with torch.no_grad():
                 out = sliding_window_inference(
                     x, (160, 160), args.batch,

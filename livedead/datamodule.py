@@ -75,6 +75,22 @@ def _h5_open(path: Path) -> h5py.File:
         raise LivedeadError(f"{path}: expected a readable HDF5 tile file, found {err}") from None
 
 
+def normalize_(x: torch.Tensor, normalization: dict[str, Any]) -> torch.Tensor:
+    """In place: float32 pixels (B, 1, H, W) to network input, as :meth:`TileDataModule.normalization`
+    records it (checkpoints store that record, so inference normalises exactly as training did)."""
+    mode = normalization["mode"]
+    if mode == "dataset":
+        return x.mul_(1.0 / normalization["std"]).add_(-normalization["mean"] / normalization["std"])
+    if mode == "percentile":
+        flat = x.flatten(1)
+        flat = flat[:, :: max(1, flat.shape[1] // 4_000_000)]  # torch.quantile's input limit; tiles stay exact
+        lo_p, hi_p = normalization["percentiles"]
+        q = torch.quantile(flat, torch.tensor([lo_p / 100, hi_p / 100], device=x.device), dim=1)
+        lo, hi = q[0].view(-1, 1, 1, 1), q[1].view(-1, 1, 1, 1)
+        return x.sub_(lo).div_((hi - lo).clamp_min(1e-6))
+    return x
+
+
 class FileCache:
     """Derived data kept beside a tile file (``<file>.livedead-cache.npz``), keyed to its size and mtime.
 
@@ -565,17 +581,7 @@ class TileDataModule(L.LightningDataModule):
         the CPU the page faults of a fresh 10 MB allocation cost ten times the arithmetic. Only
         the per-batch path uses it; a batch is consumed long before its slot comes round again.
         """
-        x = self._output(image) if reuse else image.to(torch.float32)
-        mode = self.hparams.normalize
-        if mode == "dataset":
-            return x.mul_(1.0 / self.std).add_(-self.mean / self.std)
-        if mode == "percentile":
-            lo_p, hi_p = self.hparams.percentiles
-            flat = x.flatten(1)
-            q = torch.quantile(flat, torch.tensor([lo_p / 100, hi_p / 100], device=x.device), dim=1)
-            lo, hi = q[0].view(-1, 1, 1, 1), q[1].view(-1, 1, 1, 1)
-            return x.sub_(lo).div_((hi - lo).clamp_min(1e-6))
-        return x
+        return normalize_(self._output(image) if reuse else image.to(torch.float32), self.normalization())
 
     def _output(self, image: torch.Tensor) -> torch.Tensor:
         key = (image.device, image.shape[1:])

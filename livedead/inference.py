@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from livedead.datamodule import normalize_
 from livedead.errors import LivedeadError
 from livedead.models import UNet
 from livedead.module import net_state_dict, read_checkpoint
@@ -42,15 +43,10 @@ class LoadedModel:
     tile: int
     divisor: int
 
-    def normalize(self, image: np.ndarray) -> np.ndarray:
-        x = image.astype(np.float32)
-        mode = self.normalization.get("mode", "none")
-        if mode == "dataset":
-            return (x - self.normalization["mean"]) / self.normalization["std"]
-        if mode == "percentile":
-            lo, hi = np.percentile(x, self.normalization["percentiles"])
-            return (x - lo) / max(hi - lo, 1e-6)
-        return x
+    def normalize(self, image: np.ndarray) -> torch.Tensor:
+        """A raw (H, W) image as float32 network input, normalised as in training."""
+        x = torch.from_numpy(image).to(torch.float32)[None, None]
+        return normalize_(x, self.normalization or {"mode": "none"})[0, 0]
 
 
 def load_model(ckpt: str | Path, device: str | torch.device = "cpu", tile: int = 160) -> LoadedModel:
@@ -109,7 +105,7 @@ def predict_image(
     tile = model.tile
     if h < tile or w < tile:
         raise LivedeadError(f"image of {h}x{w} px: expected at least one {tile}x{tile} tile")
-    x = torch.from_numpy(model.normalize(image))
+    x = model.normalize(image)
     if mode == "blend":
         if not 0 <= overlap < 1:
             raise LivedeadError(f"config key 'overlap': expected in [0, 1), found {overlap}")

@@ -22,6 +22,8 @@ truth (``tests/test_labels.py`` holds the floor).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import ndimage
 from skimage import filters, morphology
@@ -111,34 +113,19 @@ def segment_channel(
     return morphology.remove_small_objects(mask, max_size=min_size - 1) if min_size > 1 else mask
 
 
-def labels_from_stains(
-    hoechst: np.ndarray,
-    draq7: np.ndarray,
-    threshold: str = "otsu",
-    log_scale: bool = True,
-    object_fraction: float = 0.4,
-    min_snr: float = 6.0,
-    smooth_sigma: float = 1.0,
-    min_size: int = 20,
-    background_radius: int = 24,
-) -> np.ndarray:
-    """Class map (uint8) from the two stain channels of one image; Draq7 wins over Hoechst."""
+def labels_from_stains(hoechst: np.ndarray, draq7: np.ndarray, **options: Any) -> np.ndarray:
+    """Class map (uint8) from the two stain channels of one image; Draq7 wins over Hoechst.
+
+    ``options`` are :func:`segment_channel`'s (threshold, log_scale, object_fraction, min_snr,
+    smooth_sigma, min_size, background_radius), applied to both channels.
+    """
     if hoechst.ndim != 2 or hoechst.shape != draq7.shape:
         raise LivedeadError(
             f"stain channels: expected two 2-D images of one shape, found {hoechst.shape} and {draq7.shape}"
         )
-    opts = dict(
-        threshold=threshold,
-        log_scale=log_scale,
-        object_fraction=object_fraction,
-        min_snr=min_snr,
-        smooth_sigma=smooth_sigma,
-        min_size=min_size,
-        background_radius=background_radius,
-    )
     labels = np.zeros(hoechst.shape, np.uint8)
-    labels[segment_channel(hoechst, **opts)] = 1
-    labels[segment_channel(draq7, **opts)] = 2
+    labels[segment_channel(hoechst, **options)] = 1
+    labels[segment_channel(draq7, **options)] = 2
     return labels
 
 

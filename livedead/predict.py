@@ -191,7 +191,8 @@ def run(cfg: DictConfig) -> int:
                 if stains:
                     stain_map = labels_from_stains(image.channels["hoechst"], image.channels["draq7"], **cfg.stains)
                     stain_nuclei = find_nuclei(stain_map, **cfg.counting)
-                    row["stain_live"], row["stain_dead"] = stain_nuclei.counts()["live"], stain_nuclei.counts()["dead"]
+                    stain_counts = stain_nuclei.counts()
+                    row["stain_live"], row["stain_dead"] = stain_counts["live"], stain_counts["dead"]
                     tiles["stains"].append(per_tile_counts(stain_nuclei, raw.shape, cfg.count_tile))
                 save_outputs(out, name, probs, class_map, raw, cfg)
                 rows.append(row)
