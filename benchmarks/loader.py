@@ -30,9 +30,9 @@ import torch
 from _common import RssSampler
 from torch.utils.data import DataLoader, Dataset
 
-from livedead.datamodule import TileDataModule
-from livedead.prepare import PrepareConfig, prepare
-from livedead.synthetic import PlateSpec, generate_plate
+from livedead.data.datamodule import TileDataModule
+from livedead.data.preparation import PrepareConfig, prepare
+from livedead.data.synthetic import PlateSpec, generate_plate
 
 
 def build(path: Path, source: Path, n: int, compression: str | None) -> None:

@@ -27,12 +27,12 @@ import torch
 from _common import RssSampler
 from monai.inferers import sliding_window_inference
 
-from livedead.datamodule import TileDataModule
-from livedead.inference import load_model, predict_image
-from livedead.models import UNet
-from livedead.module import LiveDeadModule
-from livedead.prepare import prepare_synthetic
-from livedead.synthetic import PlateSpec, render_image, simulate_well
+from livedead.data.datamodule import TileDataModule
+from livedead.data.preparation import prepare_synthetic
+from livedead.data.synthetic import PlateSpec, render_image, simulate_well
+from livedead.inference.sliding_window import load_model, predict_image
+from livedead.model.module import LiveDeadModule
+from livedead.model.unet import UNet
 
 
 def train_small(tmp: Path) -> Path:

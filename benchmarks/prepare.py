@@ -17,9 +17,9 @@ from pathlib import Path
 import h5py
 from _common import RssSampler
 
-from livedead.labels import labels_from_stains
-from livedead.prepare import PrepareConfig, prepare
-from livedead.synthetic import PlateSpec, generate_plate
+from livedead.data.labels import labels_from_stains
+from livedead.data.preparation import PrepareConfig, prepare
+from livedead.data.synthetic import PlateSpec, generate_plate
 
 
 def plain_write(path: Path, tiles: h5py.File) -> float:

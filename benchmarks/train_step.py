@@ -23,11 +23,12 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from livedead.datamodule import TileDataModule, dihedral_augment
-from livedead.models import UNet
-from livedead.module import LiveDeadModule, class_weights
-from livedead.prepare import PrepareConfig, prepare
-from livedead.synthetic import PlateSpec, generate_plate
+from livedead.data.datamodule import TileDataModule
+from livedead.data.preparation import PrepareConfig, prepare
+from livedead.data.synthetic import PlateSpec, generate_plate
+from livedead.data.transforms import dihedral_augment
+from livedead.model.module import LiveDeadModule, class_weights
+from livedead.model.unet import UNet
 
 WARMUP = 3
 

@@ -1,7 +1,15 @@
 """livedead: count live and dead cells in transmitted-light time-lapse images with a U-Net.
 
-Data flows one way: ``synthetic``/``plates`` (raw plates) -> ``labels`` (classes from stains)
--> ``tiling`` + ``store`` (the chunked HDF5 tile file, written by ``prepare``) -> training.
+The folders are the pipeline, and dependencies run one way (``tests/test_layout.py`` keeps them so):
+
+* ``data``: raw plates (synthetic, readers), labels from stains, tiling, the tile file, the datamodule;
+* ``model``: the U-Net, the Lightning module, metrics, schedulers, checkpoints; never imported by ``data``;
+* ``inference``: sliding windows, counting, whole plates; torch and numpy, no Lightning or Hydra;
+* ``viz``: overlays, figures, videos;
+* ``config``: the Hydra glue (resolvers, schemas, the sweep summary) of the commands.
+
+The modules at this level are the commands, one per verb (``python -m livedead.<verb>``);
+nothing imports them.
 """
 
 CLASS_NAMES: tuple[str, ...] = ("background", "dapi", "cy5")

@@ -1,15 +1,30 @@
-"""Shared fixtures: a small real synthetic plate and its tile file, made once per session."""
+"""Shared fixtures: a small real synthetic plate, its tile file and a tiny trained run, made once per session;
+and the package's commands, run as a user runs them."""
 
 from __future__ import annotations
 
+import importlib
+import io
+import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import lightning as L
 import pytest
+import torch
+from hydra.core.global_hydra import GlobalHydra
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
 
-from livedead.prepare import PrepareConfig, prepare
-from livedead.synthetic import PlateSpec, generate_plate
+from livedead.data.datamodule import TileDataModule
+from livedead.data.preparation import PrepareConfig, prepare
+from livedead.data.synthetic import PlateSpec, generate_plate
+from livedead.model.module import LiveDeadModule
+from livedead.model.unet import UNet
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = PlateSpec(wells=3, timepoints=3, height=256, width=320, seed=3)
@@ -27,18 +42,95 @@ def tiles_path(plate_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return out
 
 
-def run_cli(module: str, *overrides: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run one of the package's Hydra CLIs as a user would, in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *overrides],
-        capture_output=True,
-        text=True,
-        cwd=cwd or ROOT,
-        timeout=300,
+def make_module(**kw) -> LiveDeadModule:
+    """A tiny U-Net module with SGD and warm restarts, showing four overlay tiles."""
+    args = dict(
+        net=UNet(base_channels=4, depth=2),
+        optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9),
+        scheduler=partial(torch.optim.lr_scheduler.CosineAnnealingWarmRestarts, T_0=2),
+        scheduler_config={"interval": "epoch"},
+        overlay_tiles=4,
+    )
+    return LiveDeadModule(**{**args, **kw})
+
+
+def make_trainer(root: Path, epochs: int, **kw) -> L.Trainer:
+    """A real Trainer writing TensorBoard events to ``root/tb/run`` and checkpoints to ``root/ckpt``."""
+    return L.Trainer(
+        default_root_dir=root,
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=TensorBoardLogger(root, name="tb", version="run"),
+        callbacks=[ModelCheckpoint(dirpath=root / "ckpt", monitor="val/pr_auc/macro", mode="max", save_last=True)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kw,
     )
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
+@pytest.fixture(scope="session")
+def fitted(tiles_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, L.Trainer, LiveDeadModule]:
+    """A two-epoch fit of the tiny module on the session's tile file: (root, trainer, module)."""
+    root = tmp_path_factory.mktemp("fit")
+    torch.manual_seed(0)
+    module = make_module()
+    trainer = make_trainer(root, 2)
+    trainer.fit(module, datamodule=TileDataModule(tiles_path, batch_size=25, num_workers=0))
+    return root, trainer, module
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(fitted: tuple[Path, L.Trainer, LiveDeadModule]) -> Path:
+    """The last checkpoint of :func:`fitted`."""
+    return fitted[0] / "ckpt" / "last.ckpt"
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(module: str, *overrides: str, cwd: Path | None = None) -> CliResult:
+    """Run one of the package's commands as a user would (its argv, its output, its exit code), in this process.
+
+    The command's own entry point runs, Hydra and all; only the interpreter start and the imports are
+    saved. :func:`run_subprocess` runs a command in a process of its own, for what only a process shows.
+    """
+    cli = importlib.import_module(module).cli
+    out, err = io.StringIO(), io.StringIO()
+    old_argv, old_cwd = sys.argv, Path.cwd()
+    GlobalHydra.instance().clear()
+    code = 0
+    try:
+        sys.argv = [module, *overrides]
+        os.chdir(cwd or ROOT)
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                cli()
+            except SystemExit as exit_:
+                if isinstance(exit_.code, str):  # sys.exit("message"): Python prints it and exits 1
+                    print(exit_.code, file=sys.stderr)
+                    code = 1
+                else:
+                    code = exit_.code or 0
+    finally:
+        sys.argv = old_argv
+        os.chdir(old_cwd)
+        GlobalHydra.instance().clear()
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def run_subprocess(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python <args>`` in a process of its own."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout, env=env
+    )
+
+
+def assert_one_line_error(proc: CliResult | subprocess.CompletedProcess[str], *fragments: str) -> None:
     """Bad input: non-zero exit, one line on stderr naming what was wrong, no traceback."""
     assert proc.returncode != 0, proc.stdout + proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

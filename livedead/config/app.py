@@ -1,0 +1,83 @@
+"""Running the package's Hydra apps so that bad input is one line and exit code 2, wherever it is found.
+
+Two places can find it: Hydra, while it composes the config (an unknown group option, a value of
+the wrong type for a structured config, a malformed override), and the task function (a missing
+file, a value out of range). :func:`run_app` handles the first, :func:`cli_errors` the second.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf.errors import OmegaConfBaseException
+
+from livedead.config import resolvers  # noqa: F401  (registers the resolvers that conf/ uses)
+from livedead.errors import LivedeadError, one_line
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def describe_config_error(err: BaseException) -> str:
+    """One line for an OmegaConf or Hydra error: the key, then the first line of the reason.
+
+    Hydra wraps the OmegaConf error of a bad override in its own; the innermost names the key.
+    """
+    inner: BaseException | None = err
+    while inner is not None and not isinstance(inner, OmegaConfBaseException):
+        inner = inner.__cause__ or inner.__context__
+    if isinstance(inner, OmegaConfBaseException):
+        key = getattr(inner, "full_key", None) or "?"
+        reason = str(inner).strip().splitlines()[0]
+        return f"config key '{key}': {reason}"
+    if isinstance(err, MissingConfigException) and err.options:
+        group = (err.missing_cfg_file or "?").rpartition("/")[0]
+        found = (err.missing_cfg_file or "?").rpartition("/")[2]
+        return f"config group '{group}': expected one of {', '.join(sorted(err.options))}, found '{found}'"
+    return " ".join(str(err).split())
+
+
+def cli_errors(prog: str) -> Callable[[F], F]:
+    """Turn :class:`LivedeadError` (and missing/invalid config values) into one line and exit 2.
+
+    Wraps a Hydra task function, so it sits *under* ``@hydra.main``.
+    """
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except LivedeadError as err:
+                print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+            except OmegaConfBaseException as err:
+                print(f"{prog}: error: {describe_config_error(err)}", file=sys.stderr)
+            sys.exit(2)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def run_app(main: Callable[[], Any], prog: str) -> None:
+    """Call a ``@hydra.main`` function; a config that Hydra cannot compose is one line and exit 2.
+
+    Hydra prints composition errors over several lines and exits 1 unless ``HYDRA_FULL_ERROR=1``
+    lets them through; this sets it for the call and reports them itself. A user who set
+    ``HYDRA_FULL_ERROR=1`` gets Hydra's full traceback, as Hydra documents.
+    """
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as err:
+        print(f"{prog}: error: {describe_config_error(err)}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -1,0 +1,119 @@
+"""OmegaConf resolvers used by ``conf/``, and the checks of a command line made before Hydra composes it.
+
+Importing this module registers the resolvers (idempotently).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from livedead import CLASS_NAMES
+
+_SEQUENCE = itertools.count()
+
+
+def run_dir(resume: str | None = None, kind: str = "runs") -> str:
+    """A new run folder under ``outputs/``, or the folder of the run being resumed.
+
+    The name holds the start time, the process id, a per-process sequence number and a random
+    tag: runs started in the same second never share a folder, whether they come from one
+    process, from several on one machine, or from jobs on the nodes of a cluster.
+    """
+    if resume:
+        return str(Path(resume).resolve())
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    return f"outputs/{kind}/{stamp}_{os.getpid()}-{next(_SEQUENCE)}{secrets.token_hex(2)}"
+
+
+DATA_CODE = ("synthetic", "plates", "labels", "tiling", "tilefile", "preparation")
+"""The modules of :mod:`livedead.data` that make the synthetic default data: a change to them remakes it."""
+
+
+def spec_hash(spec: Any) -> str:
+    """A short, stable hash of a config node and of the code that makes data from it: the data's cache key."""
+    value = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
+    digest = hashlib.sha1(json.dumps(value, sort_keys=True).encode())
+    data_dir = Path(__file__).parents[1] / "data"
+    for name in DATA_CODE:
+        digest.update((data_dir / f"{name}.py").read_bytes())
+    return digest.hexdigest()[:10]
+
+
+SWEPT_KEYS_ENV = "LIVEDEAD_SWEPT_KEYS"
+
+
+def swept_keys(overrides: list[str], sweeper_params: dict[str, Any] | None) -> list[str]:
+    """The config keys a multirun varies: comma lists and sweep functions, and the sweeper's params."""
+    keys = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if value.startswith(("[", "{", "'", '"')):
+            continue
+        if "," in value or re.match(r"^(choice|range|interval|glob|tag)\(", value):
+            keys.append(key.lstrip("+~"))
+    return list(dict.fromkeys([*keys, *(sweeper_params or {})]))
+
+
+def job_name(overrides: list[str]) -> str:
+    """A sweep job's name: its values of the swept keys, e.g. ``optimizer=sgd,scheduler=kicks``
+    (all its overrides when the multirun sweeps nothing)."""
+    keys = [k for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k]
+    chosen = [o for o in overrides if o.partition("=")[0].lstrip("+~") in keys] if keys else list(overrides)
+    return ",".join(chosen).replace("/", "_")
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("livedead.run_dir"):
+        OmegaConf.register_new_resolver("livedead.run_dir", run_dir, use_cache=True)
+    if not OmegaConf.has_resolver("livedead.job_name"):
+        OmegaConf.register_new_resolver("livedead.job_name", lambda o: job_name(list(o)))
+    if not OmegaConf.has_resolver("livedead.spec_hash"):
+        OmegaConf.register_new_resolver("livedead.spec_hash", spec_hash)
+    if not OmegaConf.has_resolver("livedead.class_names"):  # conf/ names the classes through this, never twice
+        OmegaConf.register_new_resolver("livedead.class_names", lambda: list(CLASS_NAMES))
+
+
+register_resolvers()
+
+
+def unknown_group_choice(argv: list[str], conf_dir: Path) -> str | None:
+    """The one-line error for a ``group=option`` override naming no ``conf/<group>/<option>.yaml``.
+
+    Hydra reports these too, over several lines; this catches the plain cases (single values and
+    comma-separated sweeps) before composing, and names the valid options on the same line.
+    """
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key.startswith(("+", "~", "hydra")) or "(" in value:
+            continue
+        group = conf_dir / key
+        if not group.is_dir():
+            continue
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        for choice in value.split(","):
+            if choice not in (*options, "null"):
+                return f"config group '{key}': expected one of {', '.join(options)}, found '{choice}'"
+    return None
+
+
+def unwritable_output(argv: list[str], default: str = "outputs") -> str | None:
+    """The one-line error for an output folder that cannot be created or written (before Hydra tries)."""
+    targets = [a.partition("=")[2] for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    for target in targets or [default]:
+        path = Path(target).absolute()
+        while not path.exists():
+            path = path.parent
+        if not path.is_dir() or not os.access(path, os.W_OK):
+            found = "a file" if not path.is_dir() else "no write permission"
+            return f"output folder {target}: expected a writable folder, found {found} at {path}"
+    return None

@@ -1,0 +1,136 @@
+"""The batch reader: a map-style dataset whose index is a whole chunk-aligned batch.
+
+A batch is one or two slices inside one chunk (:mod:`livedead.data.sampler`), read with
+``read_direct`` into a small ring of reused buffers: no fancy indexing, no per-sample collate,
+no fresh allocation (and its page faults) per batch. A compressed file is read a whole chunk at
+a time and the chunk serves all of its batches, so no chunk is decompressed twice. Each worker
+opens the file lazily; no handle is open when workers fork. Labels stay uint8 and images in
+their source dtype: normalisation runs later, on the device (:mod:`livedead.data.transforms`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from livedead.data.sampler import Batch
+from livedead.data.tilefile import TileFileInfo, check_classes
+from livedead.errors import LivedeadError
+
+
+class TileBatches(Dataset):
+    """Map-style dataset whose index is a whole batch (a tuple of slices); returns a dict of tensors.
+
+    The returned tensors live in a small ring of reused buffers. The ring is longer than the
+    number of batches that can be in flight (DataLoader's prefetch, Lightning's one-batch
+    look-ahead, the batch in use), so a batch is never overwritten while still in use.
+    """
+
+    def __init__(
+        self,
+        info: TileFileInfo,
+        images_key: str,
+        labels_key: str,
+        num_classes: int,
+        max_batch: int,
+        ring: int,
+    ) -> None:
+        self.path = info.path
+        self.images_key, self.labels_key = images_key, labels_key
+        self.num_classes = num_classes
+        self.max_batch = max_batch
+        self.ring = ring
+        self.chunk = info.chunk
+        self.compressed = info.compressed
+        self.float_images = info.dtype == np.float32
+        self.n = info.n
+        self._file: h5py.File | None = None
+        self._datasets: tuple[h5py.Dataset, h5py.Dataset] | None = None
+        self._buffers: list[dict[str, np.ndarray]] = []
+        self._tensors: list[dict[str, torch.Tensor]] = []
+        self._next = 0
+        self._chunk_id = -1
+        self._chunk_data: dict[str, np.ndarray] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_file=None, _datasets=None, _buffers=[], _tensors=[], _chunk_data={}, _chunk_id=-1)
+        return state
+
+    def _open(self) -> None:
+        self._file = h5py.File(self.path, "r")
+        images, labels = self._file[self.images_key], self._file[self.labels_key]
+        self._datasets = (images, labels)  # looked up once: a lookup per batch costs as much as a read
+        shapes = {
+            "image": ((self.max_batch, *images.shape[1:]), images.dtype),
+            "label": ((self.max_batch, *labels.shape[1:]), np.dtype(np.uint8)),
+            "index": ((self.max_batch,), np.dtype(np.int64)),
+        }
+        # In a worker the buffers live in shared memory: a batch then crosses to the main process
+        # as a handle, not as a fresh copy (whose page faults would cost more than the read).
+        shared = get_worker_info() is not None
+        self._tensors = []
+        for _ in range(self.ring):
+            entry = {k: torch.from_numpy(np.empty(shape, dtype)) for k, (shape, dtype) in shapes.items()}
+            self._tensors.append({k: t.share_memory_() if shared else t for k, t in entry.items()})
+        self._buffers = [{k: t.numpy() for k, t in entry.items()} for entry in self._tensors]
+        if self.compressed:
+            self._chunk_data = {
+                "image": np.empty((self.chunk, *images.shape[1:]), images.dtype),
+                "label": np.empty((self.chunk, *labels.shape[1:]), labels.dtype),
+            }
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = self._datasets = None
+
+    def __getitem__(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if self._file is None:
+            self._open()
+        assert self._file is not None
+        slot = self._next
+        buf = self._buffers[slot]
+        self._next = (slot + 1) % self.ring
+        images, labels = self._datasets
+        n = 0
+        for a, b in batch:
+            dest = np.s_[n : n + b - a]
+            if self.compressed:
+                self._load_chunk(a // self.chunk, images, labels)
+                base = self._chunk_id * self.chunk
+                buf["image"][dest] = self._chunk_data["image"][a - base : b - base]
+                buf["label"][dest] = self._chunk_data["label"][a - base : b - base]
+            else:
+                # into a contiguous view of the buffer: no destination selection to build
+                images.read_direct(buf["image"][dest], np.s_[a:b])
+                if labels.dtype == np.uint8:
+                    labels.read_direct(buf["label"][dest], np.s_[a:b])
+                else:
+                    buf["label"][dest] = labels[a:b]
+            buf["index"][dest] = np.arange(a, b)
+            n += b - a
+        self._check_values(buf, n, batch)
+        return {k: t[:n] for k, t in self._tensors[slot].items()}
+
+    def _load_chunk(self, chunk_id: int, images: h5py.Dataset, labels: h5py.Dataset) -> None:
+        if chunk_id == self._chunk_id:
+            return
+        a = chunk_id * self.chunk
+        b = min(a + self.chunk, self.n)
+        images.read_direct(self._chunk_data["image"], np.s_[a:b], np.s_[: b - a])
+        labels.read_direct(self._chunk_data["label"], np.s_[a:b], np.s_[: b - a])
+        self._chunk_id = chunk_id
+
+    def _check_values(self, buf: dict[str, np.ndarray], n: int, batch: Batch) -> None:
+        a, b = batch[0][0], batch[-1][1]
+        check_classes(buf["label"][:n], self.num_classes, f"{self.path}: dataset '/{self.labels_key}'", (a, b))
+        if self.float_images and not np.isfinite(buf["image"][:n]).all():
+            raise LivedeadError(
+                f"{self.path}: dataset '/{self.images_key}': expected finite values, "
+                f"found NaN or Inf in tiles {a}..{b - 1}"
+            )

@@ -1,0 +1,215 @@
+"""Raw plates: stitched well images over time, from an HDF5 plate file or a folder of TIFFs.
+
+A plate yields one image at a time (all channels of one well at one time point), so that
+nothing downstream ever holds the whole plate. An image that cannot be read is yielded with its
+``error`` set, so a caller decides whether to stop (prepare) or to go on (predict). Images of a
+TIFF folder may differ in size: whole-well prediction takes each as it is.
+
+HDF5 plate layout (written by :mod:`livedead.data.synthetic`; real data may use it too):
+
+* ``/images`` (wells, timepoints, channels, H, W), any integer or float dtype, with
+  ``attrs["channels"]`` naming the channels (else the config's ``channels`` list).
+* optional ``/truth/labels`` (wells, timepoints, H, W) uint8, ``/truth/live_count`` and
+  ``/truth/dead_count`` (wells, timepoints).
+
+TIFF folder: one stitched multi-channel TIFF per well and time point, named by a regular
+expression with the groups ``well`` and ``time`` (default ``A1_t003.tif``), the channel order
+given by ``channels`` and the axis order by ``axes`` (``CYX`` or ``YXC``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import tifffile
+
+from livedead.errors import LivedeadError
+
+PLATE_CHANNELS = ("brightfield", "hoechst", "draq7")
+"""The channels a plate carries by default: transmitted light, then the two stains."""
+
+
+@dataclass
+class TiffLayout:
+    """How a folder of stitched TIFFs names and orders its images (config key ``tiff``)."""
+
+    pattern: str = r"^(?P<well>[A-Za-z]*\d+)_t(?P<time>\d+)\.tiff?$"
+    """A regular expression with the groups ``well`` and ``time``: ``A1_t003.tif``."""
+    axes: str = "CYX"
+    """``CYX`` or ``YXC``."""
+
+
+@dataclass
+class PlateImage:
+    """One stitched well image: its position on the plate and its channels by name."""
+
+    well: int
+    time: int
+    channels: dict[str, np.ndarray]
+    truth: np.ndarray | None = None
+    error: str | None = None
+    """Why this image could not be read; the iterator goes on to the next one."""
+
+
+@dataclass
+class Plate:
+    """What a reader knows about a plate before reading any pixels."""
+
+    source: Path
+    wells: list[str]
+    timepoints: int
+    shape: tuple[int, int]
+    dtype: np.dtype
+    channels: list[str]
+    has_truth: bool
+    n_images: int
+
+    def require(self, *names: str) -> None:
+        """Fail with one line if a channel the caller needs is missing."""
+        missing = [n for n in names if n not in self.channels]
+        if missing:
+            raise LivedeadError(
+                f"{self.source}: expected channels {list(names)}, found {self.channels} "
+                f"(set config key 'channels' to name them in order)"
+            )
+
+
+def open_plate(
+    path: str | Path,
+    channels: Sequence[str] | None = PLATE_CHANNELS,
+    tiff: TiffLayout | None = None,
+    images_key: str = "images",
+) -> tuple[Plate, Iterator[PlateImage]]:
+    """Describe a plate and return a lazy iterator over its images."""
+    path = Path(path)
+    if not path.exists():
+        raise LivedeadError(f"{path}: file not found")
+    if path.is_dir():
+        tiff = tiff or TiffLayout()
+        return _tiff_plate(path, channels, tiff.pattern, tiff.axes)
+    return _hdf5_plate(path, channels, images_key)
+
+
+def _open_h5(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        reason = str(err).split("(", 1)[-1].rstrip(")") if "(" in str(err) else str(err)
+        raise LivedeadError(f"{path}: expected a readable HDF5 file, found {reason}") from None
+
+
+def _hdf5_plate(path: Path, channels: Sequence[str] | None, images_key: str) -> tuple[Plate, Iterator[PlateImage]]:
+    with _open_h5(path) as f:
+        if images_key not in f:
+            raise LivedeadError(f"{path}: dataset '/{images_key}' not found (found {sorted(f.keys())})")
+        ds = f[images_key]
+        if ds.ndim != 5:
+            raise LivedeadError(
+                f"{path}: dataset '/{images_key}': expected 5 dims (wells, timepoints, channels, H, W), "
+                f"found shape {ds.shape}"
+            )
+        names = [str(c) for c in ds.attrs.get("channels", channels or [])]
+        if len(names) != ds.shape[2]:
+            raise LivedeadError(
+                f"{path}: dataset '/{images_key}' has {ds.shape[2]} channels, but the channel names are {names}"
+            )
+        has_truth = "truth/labels" in f
+        if has_truth and f["truth/labels"].shape != (*ds.shape[:2], *ds.shape[3:]):
+            raise LivedeadError(
+                f"{path}: dataset '/truth/labels': expected shape {(*ds.shape[:2], *ds.shape[3:])}, "
+                f"found {f['truth/labels'].shape}"
+            )
+        wells = [str(w) for w in f.attrs.get("wells", [f"W{i + 1:02d}" for i in range(ds.shape[0])])]
+        plate = Plate(
+            source=path,
+            wells=wells,
+            timepoints=ds.shape[1],
+            shape=(ds.shape[3], ds.shape[4]),
+            dtype=ds.dtype,
+            channels=names,
+            has_truth=has_truth,
+            n_images=ds.shape[0] * ds.shape[1],
+        )
+
+    def images() -> Iterator[PlateImage]:
+        with _open_h5(path) as f:
+            ds = f[images_key]
+            truth = f["truth/labels"] if has_truth else None
+            for w in range(ds.shape[0]):
+                for t in range(ds.shape[1]):
+                    try:
+                        data = ds[w, t]
+                        lab = truth[w, t] if truth is not None else None
+                    except OSError as err:
+                        msg = f"{path}: cannot read image (well {w}, time {t}) of '/{images_key}': found {err}"
+                        yield PlateImage(w, t, {}, error=msg)
+                        continue
+                    yield PlateImage(w, t, dict(zip(names, data, strict=True)), lab)
+
+    return plate, images()
+
+
+def _tiff_plate(
+    folder: Path, channels: Sequence[str] | None, pattern: str, axes: str
+) -> tuple[Plate, Iterator[PlateImage]]:
+    if axes not in ("CYX", "YXC"):
+        raise LivedeadError(f"config key 'tiff.axes': expected 'CYX' or 'YXC', found {axes!r}")
+    if not channels:
+        raise LivedeadError(f"{folder}: a TIFF folder needs config key 'channels' to name the channel order")
+    regex = re.compile(pattern)
+    found = []
+    for p in sorted(folder.iterdir()):
+        m = regex.match(p.name)
+        if m:
+            found.append((m.group("well"), int(m.group("time")), p))
+    if not found:
+        raise LivedeadError(f"{folder}: expected TIFF files matching {pattern!r}, found none")
+    wells = sorted({w for w, _, _ in found})
+    times = sorted({t for _, t, _ in found})
+    first = _read_tiff(found[0][2], axes, len(channels))
+    plate = Plate(
+        source=folder,
+        wells=wells,
+        timepoints=len(times),
+        shape=first.shape[1:],
+        dtype=first.dtype,
+        channels=list(channels),
+        has_truth=False,
+        n_images=len(found),
+    )
+
+    def images() -> Iterator[PlateImage]:
+        for well, time, p in sorted(found, key=lambda x: (wells.index(x[0]), x[1])):
+            w, t = wells.index(well), times.index(time)
+            try:
+                data = _read_tiff(p, axes, len(channels))
+            except LivedeadError as err:
+                yield PlateImage(w, t, {}, error=str(err))
+                continue
+            yield PlateImage(w, t, dict(zip(channels, data, strict=True)))
+
+    return plate, images()
+
+
+def _read_tiff(path: Path, axes: str, n_channels: int) -> np.ndarray:
+    try:
+        data = tifffile.imread(path)
+    except Exception as err:  # tifffile raises several types for broken files
+        raise LivedeadError(f"{path}: expected a readable TIFF, found {type(err).__name__}: {err}") from None
+    if data.ndim == 2 and n_channels == 1:
+        data = data[None]
+    if data.ndim != 3:
+        raise LivedeadError(f"{path}: expected a 3-D {axes} image, found shape {data.shape}")
+    if axes == "YXC":
+        data = np.moveaxis(data, -1, 0)
+    if data.shape[0] != n_channels:
+        raise LivedeadError(
+            f"{path}: expected {n_channels} channels (config key 'channels'), found {data.shape[0]} "
+            f"in a {axes} image of shape {data.shape}"
+        )
+    return data

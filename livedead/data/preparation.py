@@ -1,0 +1,246 @@
+"""Prepare: turn a plate of stitched well images into the tile file that training reads.
+
+Two streaming passes, as in the original study:
+
+1. Every image is labelled (from its stains, or from the plate's truth), tiled, and appended to an
+   intermediate HDF5 file in whole 1000-tile chunks together with each tile's class counts.
+2. The tiles holding more than one class are split by well (or image), about 90:10, and copied
+   into the final file: training tiles first, then validation tiles, each in a seeded random
+   order, chunk by chunk.
+
+Memory is bounded by one image and one chunk; only the per-tile metadata (44 bytes a tile)
+grows with the plate.
+
+The command line is :mod:`livedead.prepare`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from livedead import CLASS_NAMES
+from livedead.data.labels import labels_from_stains
+from livedead.data.plates import PLATE_CHANNELS, Plate, PlateImage, TiffLayout, open_plate
+from livedead.data.synthetic import PlateSpec, generate_plate
+from livedead.data.tilefile import FORMAT, ChunkAppender, copy_in_order, tile_rows
+from livedead.data.tiling import class_counts, tile_image, tile_starts
+from livedead.errors import LivedeadError, atomic_path
+
+
+@dataclass
+class PrepareConfig:
+    """Settings of one prepare run; ``conf/prepare.yaml`` takes its keys and defaults from here."""
+
+    tile: int = 160
+    stride: int = 80
+    chunk: int = 1000
+    """Tiles per HDF5 chunk."""
+    labels: str = "stains"
+    """``stains``: segment Hoechst/Draq7 (the study's way); ``truth``: the plate's ``/truth/labels``."""
+    split_by: str = "well"
+    """``well`` or ``image``: validation holds out whole wells (or images)."""
+    val_fraction: float = 0.1
+    seed: int = 0
+    channels: list[str] = field(default_factory=lambda: list(PLATE_CHANNELS))
+    """Channel order of TIFFs, or of an HDF5 plate without ``attrs["channels"]``."""
+    tiff: TiffLayout = field(default_factory=TiffLayout)
+    stains: dict[str, Any] = field(default_factory=dict)
+    """:func:`livedead.data.labels.labels_from_stains` options (threshold, min_snr, ...)."""
+    keep_intermediate: bool = False
+    """Keep ``<output>.all.h5``: every tile, before the multi-class filter."""
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.chunk < 1:
+            raise LivedeadError(f"config key 'chunk': expected >= 1, found {self.chunk}")
+        if self.labels not in ("stains", "truth"):
+            raise LivedeadError(f"config key 'labels': expected 'stains' or 'truth', found {self.labels!r}")
+        if self.split_by not in ("well", "image"):
+            raise LivedeadError(f"config key 'split_by': expected 'well' or 'image', found {self.split_by!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise LivedeadError(f"config key 'val_fraction': expected in (0, 1), found {self.val_fraction}")
+        tile_starts(self.tile, self.tile, self.stride)  # validates tile > 0 and stride > 0
+
+
+@dataclass
+class PrepareSummary:
+    tiles_seen: int
+    tiles_kept: int
+    n_train: int
+    val_units: list[str]
+    class_fractions: dict[str, float]
+    bytes_written: int
+    seconds: float
+
+
+def _image_tiles(image: PlateImage, cfg: PrepareConfig, source: Path) -> dict[str, np.ndarray]:
+    """Label one image and cut it and its labels into tiles, with class counts and origins."""
+    if image.error:
+        raise LivedeadError(image.error)
+    if cfg.labels == "truth":
+        if image.truth is None:
+            raise LivedeadError(f"{source}: config labels=truth, but the plate has no '/truth/labels'")
+        lab = image.truth
+    else:
+        lab = labels_from_stains(image.channels["hoechst"], image.channels["draq7"], **cfg.stains)
+    tiles, origins = tile_image(image.channels["brightfield"], cfg.tile, cfg.stride)
+    lab_tiles, _ = tile_image(lab, cfg.tile, cfg.stride)
+    n = len(tiles)
+    return {
+        "images": tiles[:, None],
+        "labels": lab_tiles,
+        "class_counts": class_counts(lab_tiles, len(CLASS_NAMES)),
+        "origin": np.column_stack([np.full(n, image.well), np.full(n, image.time), origins]).astype(np.int32),
+    }
+
+
+def choose_split(units: np.ndarray, n_units: int, val_fraction: float, seed: int, unit_names: list[str]) -> np.ndarray:
+    """Boolean mask over units that go to validation: seeded random units until ``val_fraction``.
+
+    Whole wells (or images) go to one side only, because neighbouring tiles overlap by half and a
+    tile-level split would leak validation pixels into training.
+    """
+    per_unit = np.bincount(units, minlength=n_units)
+    present = np.flatnonzero(per_unit)
+    if len(present) < 2:
+        raise LivedeadError(
+            f"config key 'split_by': expected tiles from at least 2 {unit_names[0].split()[0]}s "
+            f"to split train from validation, found {len(present)}"
+        )
+    rng = np.random.default_rng(seed)
+    val = np.zeros(n_units, bool)
+    total = per_unit.sum()
+    for u in rng.permutation(present)[:-1]:  # the last unit always stays for training
+        val[u] = True
+        if per_unit[val].sum() >= val_fraction * total:
+            break
+    return val
+
+
+def prepare(source: str | Path, output: str | Path, cfg: PrepareConfig) -> PrepareSummary:
+    """Run both passes over the plate at ``source``; write ``output`` atomically and return what was done."""
+    cfg.validate()
+    start = time.perf_counter()
+    source, output = Path(source), Path(output)
+    plate, images = open_plate(source, cfg.channels, cfg.tiff)
+    plate.require("brightfield", *(("hoechst", "draq7") if cfg.labels == "stains" else ()))
+    for axis, size in zip(("height", "width"), plate.shape, strict=True):
+        if cfg.tile > size:
+            raise LivedeadError(f"config key 'tile': expected <= image {axis} {size} px of {source}, found {cfg.tile}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    nc = len(CLASS_NAMES)
+    rows = tile_rows(cfg.tile, plate.dtype, nc)
+    intermediate = output.with_name(output.stem + ".all.h5")
+
+    with (
+        Progress(disable=not cfg.progress) as bar,
+        atomic_path(intermediate, keep=cfg.keep_intermediate) as tmp,
+    ):
+        with h5py.File(tmp, "w") as f:
+            store = ChunkAppender(f, rows, cfg.chunk)
+            task = bar.add_task("tiling images", total=plate.n_images)
+            for image in images:
+                store.append(**_image_tiles(image, cfg, source))
+                bar.advance(task)
+            store.flush()
+            f.attrs["format"] = FORMAT + "+intermediate"
+        summary = _write_final(tmp, output, plate, cfg, bar)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _write_final(all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig, bar: Progress) -> PrepareSummary:
+    source, wells = plate.source, plate.wells
+    with h5py.File(all_tiles, "r") as src:
+        counts = src["class_counts"][:]
+        origin = src["origin"][:]
+        seen = len(counts)
+        keep = np.flatnonzero((counts > 0).sum(axis=1) > 1)
+        if not len(keep):
+            raise LivedeadError(
+                f"{source}: expected tiles holding more than one class, found none in {seen} tiles "
+                f"(labels={cfg.labels}; check the stain channels)"
+            )
+        if cfg.split_by == "well":
+            units = origin[keep, 0].astype(np.int64)
+            names = [f"well {w}" for w in wells]
+        else:
+            units = origin[keep, 0].astype(np.int64) * plate.timepoints + origin[keep, 1]
+            names = [f"image {w}/t{t}" for w in wells for t in range(plate.timepoints)]
+        val_units = choose_split(units, len(names), cfg.val_fraction, cfg.seed, names)
+        is_val = val_units[units]
+        rng = np.random.default_rng([cfg.seed, 1])
+        train_idx = rng.permutation(keep[~is_val])
+        val_idx = rng.permutation(keep[is_val])
+        order = np.concatenate([train_idx, val_idx])
+        kept_counts = counts[keep].sum(axis=0)
+
+        with atomic_path(output) as tmp, h5py.File(tmp, "w") as dst:
+            task = bar.add_task("writing kept tiles", total=-(-len(order) // cfg.chunk))
+            copy_in_order(src, dst, order, cfg.chunk, on_chunk=lambda: bar.advance(task))
+            dst.attrs.update(
+                {
+                    "format": FORMAT,
+                    "format_version": 1,
+                    "tile": cfg.tile,
+                    "stride": cfg.stride,
+                    "chunk": cfg.chunk,
+                    "class_names": list(CLASS_NAMES),
+                    "n_train": len(train_idx),
+                    "n_val": len(val_idx),
+                    "split_by": cfg.split_by,
+                    "split_seed": cfg.seed,
+                    "val_fraction": cfg.val_fraction,
+                    "val_units": [n for n, v in zip(names, val_units, strict=True) if v],
+                    "wells": list(wells),
+                    "source": str(source.resolve()),
+                    "labels_source": cfg.labels,
+                    "tiles_seen": seen,
+                }
+            )
+    return PrepareSummary(
+        tiles_seen=seen,
+        tiles_kept=len(order),
+        n_train=len(train_idx),
+        val_units=[n for n, v in zip(names, val_units, strict=True) if v],
+        class_fractions={name: float(c / kept_counts.sum()) for name, c in zip(CLASS_NAMES, kept_counts, strict=True)},
+        bytes_written=output.stat().st_size,
+        seconds=0.0,
+    )
+
+
+def prepare_synthetic(tiles: str | Path, spec: dict[str, Any], progress: bool = True) -> Path:
+    """Generate a synthetic plate beside ``tiles`` (``plate-<name>.h5``) and prepare it into ``tiles``.
+
+    The embedded default data: a fresh clone trains on it with no data of its own. The plate is
+    kept, since it carries the truth that counting is evaluated against.
+    """
+    tiles = Path(tiles)
+    plate = tiles.with_name(tiles.name.replace("tiles", "plate", 1) if "tiles" in tiles.name else f"plate-{tiles.name}")
+    if not plate.exists():
+        generate_plate(plate, PlateSpec(**spec), progress=progress)
+    summary = prepare(plate, tiles, PrepareConfig(progress=progress))
+    print_summary(summary, tiles)
+    return tiles
+
+
+def print_summary(summary: PrepareSummary, output: Path, console: Console | None = None) -> None:
+    table = Table(title=f"prepared {output}", show_header=False)
+    table.add_row("tiles seen", f"{summary.tiles_seen:,}")
+    kept = summary.tiles_kept / max(summary.tiles_seen, 1)
+    table.add_row("tiles kept (>1 class)", f"{summary.tiles_kept:,} ({kept:.1%})")
+    table.add_row("train / val tiles", f"{summary.n_train:,} / {summary.tiles_kept - summary.n_train:,}")
+    table.add_row("validation", ", ".join(summary.val_units))
+    table.add_row("class fractions", "  ".join(f"{k} {v:.3f}" for k, v in summary.class_fractions.items()))
+    table.add_row("bytes written", f"{summary.bytes_written / 1e6:,.1f} MB")
+    table.add_row("time", f"{summary.seconds:.1f} s")
+    (console or Console()).print(table)

@@ -1,0 +1,293 @@
+"""A synthetic live/dead plate: the embedded default data of a fresh clone.
+
+It mimics the study's assay closely enough that a model trained on it has to learn what a
+dead cell looks like in transmitted light, not threshold a brightness:
+
+* Cells persist over time points and random-walk a little; death is irreversible.
+* Each well has its own death rate (a dose series: well 0 is the vehicle control).
+* In transmitted light a live cell is a large, elongated, textured body with a pale halo and a
+  darker nucleus; a dead cell is small, round and refractile (bright core, dark ring).
+  Unstained debris has similar brightness to dead cells but no ring and no nucleus.
+* Cells are placed in clusters, so many touch. Illumination is uneven, the focus drifts
+  slightly, and the camera adds Poisson-Gaussian noise.
+* Hoechst marks every nucleus, Draq7 dead nuclei only; brightness varies from cell to cell.
+
+The plate is rendered one image at a time, so a full 2700x3600 well needs the memory of a
+few images, never of the plate. The same seed always gives the same file.
+
+The command line is :mod:`livedead.synthetic`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import h5py
+import numpy as np
+from rich.progress import Progress
+from scipy import ndimage
+
+from livedead.data.plates import PLATE_CHANNELS
+from livedead.errors import LivedeadError, atomic_path
+
+FORMAT = "livedead-plate/2"
+"""Version 2 adds ``/truth/instances``; a cached plate of another version is made anew."""
+_MARGIN = 18  # cell centres stay this far inside the image, so every counted cell is whole
+
+
+@dataclass(frozen=True)
+class PlateSpec:
+    """Everything that defines a synthetic plate; the file records it in ``attrs["spec"]``."""
+
+    wells: int = 4
+    timepoints: int = 6
+    height: int = 640
+    width: int = 800
+    seed: int = 0
+    density: float = 480.0
+    """Cells per megapixel at the first time point."""
+    cluster_size: float = 6.0
+    """Mean number of cells per cluster (touching cells)."""
+    initial_dead_fraction: float = 0.01
+    base_dead_fraction: float = 0.05
+    """Fraction dead by the last time point in the control well."""
+    max_dead_fraction: float = 0.85
+    """Fraction dead by the last time point in the most toxic well."""
+    debris_per_mpx: float = 120.0
+    motility: float = 2.0
+    """Standard deviation of a live cell's step between time points, in pixels."""
+
+    def validate(self) -> None:
+        for key in ("wells", "timepoints"):
+            if getattr(self, key) < 1:
+                raise LivedeadError(f"config key '{key}': expected >= 1, found {getattr(self, key)}")
+        for key in ("height", "width"):
+            if getattr(self, key) < 4 * _MARGIN:
+                raise LivedeadError(f"config key '{key}': expected >= {4 * _MARGIN} px, found {getattr(self, key)}")
+        for key in ("initial_dead_fraction", "base_dead_fraction", "max_dead_fraction"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise LivedeadError(f"config key '{key}': expected in [0, 1), found {getattr(self, key)}")
+        if self.density <= 0:
+            raise LivedeadError(f"config key 'density': expected > 0, found {self.density}")
+
+
+@dataclass
+class Cells:
+    """State of every cell in one well. Arrays are indexed by cell."""
+
+    y: np.ndarray
+    x: np.ndarray
+    angle: np.ndarray
+    body: np.ndarray  # (n, 2) semi-axes of the live cell body
+    nucleus: np.ndarray  # (n, 2) semi-axes of the live nucleus
+    dead_radius: np.ndarray  # body radius once dead (small and round)
+    hoechst: np.ndarray  # per-cell stain brightness
+    draq7: np.ndarray
+    alive: np.ndarray  # bool
+
+
+def death_hazards(spec: PlateSpec) -> np.ndarray:
+    """Per-time-point probability of death for each well: a dose series from control to toxic."""
+    dose = np.linspace(0.0, 1.0, spec.wells) ** 1.5 if spec.wells > 1 else np.zeros(1)
+    final = spec.base_dead_fraction + (spec.max_dead_fraction - spec.base_dead_fraction) * dose
+    steps = max(spec.timepoints - 1, 1)
+    return 1.0 - (1.0 - final) ** (1.0 / steps)
+
+
+def _place_clustered(
+    rng: np.random.Generator, n: int, h: int, w: int, cluster_size: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Neyman-Scott placement with a soft minimum distance, so clusters touch but rarely overlap."""
+    ys: list[float] = []
+    xs: list[float] = []
+    min_d2 = 17.0**2
+    grid: dict[tuple[int, int], list[int]] = {}
+    cell = 24
+    tries = 0
+    centre = None
+    while len(ys) < n and tries < 60 * n:
+        tries += 1
+        if centre is None or rng.random() < 1.0 / max(cluster_size, 1.0):
+            centre = (rng.uniform(_MARGIN, h - _MARGIN), rng.uniform(_MARGIN, w - _MARGIN))
+        y = centre[0] + rng.normal(0, 22)
+        x = centre[1] + rng.normal(0, 22)
+        if not (_MARGIN <= y < h - _MARGIN and _MARGIN <= x < w - _MARGIN):
+            continue
+        gy, gx = int(y // cell), int(x // cell)
+        near = (j for dy in (-1, 0, 1) for dx in (-1, 0, 1) for j in grid.get((gy + dy, gx + dx), ()))
+        if any((ys[j] - y) ** 2 + (xs[j] - x) ** 2 < min_d2 for j in near):
+            continue
+        grid.setdefault((gy, gx), []).append(len(ys))
+        ys.append(y)
+        xs.append(x)
+    return np.asarray(ys), np.asarray(xs)
+
+
+def initial_cells(spec: PlateSpec, rng: np.random.Generator) -> Cells:
+    n = max(1, rng.poisson(spec.density * spec.height * spec.width / 1e6))
+    y, x = _place_clustered(rng, n, spec.height, spec.width, spec.cluster_size)
+    n = len(y)
+    a = rng.uniform(11.0, 16.0, n)
+    body = np.stack([a, a * rng.uniform(0.55, 0.85, n)], axis=1)
+    nucleus = body * rng.uniform(0.42, 0.52, (n, 1))
+    return Cells(
+        y=y,
+        x=x,
+        angle=rng.uniform(0, np.pi, n),
+        body=body,
+        nucleus=nucleus,
+        dead_radius=rng.uniform(6.5, 8.5, n),
+        hoechst=rng.lognormal(np.log(1400), 0.35, n),
+        draq7=rng.lognormal(np.log(1600), 0.45, n),
+        alive=rng.random(n) >= spec.initial_dead_fraction,
+    )
+
+
+def simulate_well(spec: PlateSpec, well: int) -> Iterator[Cells]:
+    """Yield the cell state at each time point of one well (a copy each time)."""
+    rng = np.random.default_rng([spec.seed, well])
+    cells = initial_cells(spec, rng)
+    hazard = death_hazards(spec)[well]
+    for t in range(spec.timepoints):
+        if t > 0:
+            n = len(cells.y)
+            cells.alive &= rng.random(n) >= hazard  # death is irreversible
+            step = np.where(cells.alive, spec.motility, 0.2)
+            cells.y = _reflect(cells.y + rng.normal(0, 1, n) * step, spec.height)
+            cells.x = _reflect(cells.x + rng.normal(0, 1, n) * step, spec.width)
+            cells.angle = cells.angle + np.where(cells.alive, rng.normal(0, 0.15, n), 0.0)
+        yield Cells(**{f.name: np.copy(getattr(cells, f.name)) for f in fields(Cells)})
+
+
+def _reflect(v: np.ndarray, size: int) -> np.ndarray:
+    lo, hi = _MARGIN, size - _MARGIN - 1
+    v = np.where(v < lo, 2 * lo - v, v)
+    return np.clip(np.where(v > hi, 2 * hi - v, v), lo, hi)
+
+
+def _ellipse_coords(
+    cy: float, cx: float, a: float, b: float, angle: float, reach: float, shape: tuple[int, int]
+) -> tuple[tuple[slice, slice], np.ndarray]:
+    """Normalised elliptic radius (1 on the boundary) over a bounding box around a cell."""
+    r = math.ceil(a * reach) + 2
+    y0, y1 = max(int(cy) - r, 0), min(int(cy) + r + 1, shape[0])
+    x0, x1 = max(int(cx) - r, 0), min(int(cx) + r + 1, shape[1])
+    dy = np.arange(y0, y1, dtype=np.float32)[:, None] - cy
+    dx = np.arange(x0, x1, dtype=np.float32)[None, :] - cx
+    c, s = math.cos(angle), math.sin(angle)
+    u = (dx * c + dy * s) / a
+    v = (-dx * s + dy * c) / b
+    return (slice(y0, y1), slice(x0, x1)), np.sqrt(u * u + v * v)
+
+
+def _illumination(rng: np.random.Generator, h: int, w: int, strength: float) -> np.ndarray:
+    """Smooth multiplicative field: vignetting plus a tilt, as from an off-centre lamp."""
+    yy = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
+    xx = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+    cy, cx, gy, gx = rng.uniform(-0.3, 0.3, 4)
+    return 1.0 - strength * ((yy - cy) ** 2 + (xx - cx) ** 2) / 2 + 0.08 * (gy * yy + gx * xx)
+
+
+def _camera(
+    rng: np.random.Generator, signal: np.ndarray, out: np.ndarray, gain: float = 2.0, read: float = 6.0
+) -> None:
+    """Poisson-Gaussian camera noise with an offset, into ``out`` (uint16 counts).
+
+    Done in row blocks, so the int64 and float temporaries stay small for a full well image.
+    """
+    for r in range(0, signal.shape[0], 256):
+        block = signal[r : r + 256]
+        photons = rng.poisson(np.maximum(block, 0) / gain)
+        counts = gain * photons + (100.0 + read * rng.standard_normal(block.shape, dtype=np.float32))
+        out[r : r + 256] = np.clip(np.rint(counts), 0, 65535)
+
+
+def render_image(spec: PlateSpec, cells: Cells, well: int, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render one image: (3, H, W) uint16 channels, the (H, W) uint8 truth class map, and the (H, W)
+    truth instances (nucleus of cell ``i`` is ``i + 1``, the same over time; uint16 up to 65,534 cells)."""
+    rng = np.random.default_rng([spec.seed, well, t, 7])
+    shape = (spec.height, spec.width)
+    bf = np.zeros(shape, np.float32)  # relative change of transmitted light
+    hoechst = np.zeros(shape, np.float32)  # stain signal before optics and camera
+    draq7 = np.zeros(shape, np.float32)
+    labels = np.zeros(shape, np.uint8)
+    instances = np.zeros(shape, np.uint16 if len(cells.y) < 65535 else np.uint32)
+
+    for i in np.flatnonzero(cells.alive):
+        a, b = cells.body[i]
+        box, rho = _ellipse_coords(cells.y[i], cells.x[i], a, b, cells.angle[i], 1.35, shape)
+        texture = rng.normal(0, 0.012, rho.shape).astype(np.float32)
+        bf[box] += np.where(rho < 1, -0.05 + texture, 0) + 0.07 * np.exp(-(((rho - 1.08) / 0.12) ** 2))
+        na, nb = cells.nucleus[i]
+        nbox, nrho = _ellipse_coords(cells.y[i], cells.x[i], na, nb, cells.angle[i], 1.2, shape)
+        bf[nbox] += -0.035 * (nrho < 1) - 0.04 * np.exp(-(((nrho - 1.0) / 0.12) ** 2))
+        hoechst[nbox] += cells.hoechst[i] * np.clip((1.08 - nrho) / 0.16, 0, 1)
+        labels[nbox][nrho <= 1.0] = 1
+        instances[nbox][nrho <= 1.0] = i + 1
+
+    for i in np.flatnonzero(~cells.alive):
+        r = cells.dead_radius[i]
+        box, rho = _ellipse_coords(cells.y[i], cells.x[i], r, r * 0.95, cells.angle[i], 1.5, shape)
+        bf[box] += 0.22 * np.exp(-((rho / 0.45) ** 2)) - 0.14 * np.exp(-(((rho - 0.9) / 0.18) ** 2))
+        nr = 0.68 * r
+        nbox, nrho = _ellipse_coords(cells.y[i], cells.x[i], nr, nr * 0.95, cells.angle[i], 1.2, shape)
+        edge = np.clip((1.08 - nrho) / 0.16, 0, 1)
+        hoechst[nbox] += 1.6 * cells.hoechst[i] * edge  # condensed chromatin stains brighter
+        draq7[nbox] += cells.draq7[i] * edge
+        labels[nbox][nrho <= 1.0] = 2  # dead wins where nuclei touch
+        instances[nbox][nrho <= 1.0] = i + 1
+
+    n_debris = rng.poisson(spec.debris_per_mpx * spec.height * spec.width / 1e6)
+    for _ in range(n_debris):
+        cy, cx = rng.uniform(0, spec.height), rng.uniform(0, spec.width)
+        r = rng.uniform(1.5, 4.5)
+        box, rho = _ellipse_coords(cy, cx, r, r * rng.uniform(0.4, 1.0), rng.uniform(0, np.pi), 2.0, shape)
+        bf[box] += rng.choice([-1.0, 1.0]) * rng.uniform(0.08, 0.25) * np.exp(-(rho**2))
+
+    image = np.empty((3, *shape), np.uint16)
+    ndimage.gaussian_filter(bf, rng.uniform(0.6, 1.4), output=bf)  # slight defocus
+    bf += 1.0
+    bf *= 2400.0 * _illumination(rng, *shape, 0.35)
+    _camera(rng, bf, image[0])
+    fl_illum = _illumination(rng, *shape, 0.25)
+    for k, stain, offset in ((1, hoechst, 150.0), (2, draq7, 120.0)):
+        ndimage.gaussian_filter(stain, 1.0, output=stain)
+        stain *= fl_illum
+        stain += offset
+        _camera(rng, stain, image[k])
+    return image, labels, instances
+
+
+def generate_plate(path: str | Path, spec: PlateSpec, progress: bool = True) -> Path:
+    """Write a raw plate file (layout in the module docstring of :mod:`livedead.data.plates`)."""
+    spec.validate()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w, t, h, wd = spec.wells, spec.timepoints, spec.height, spec.width
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f, Progress(disable=not progress) as bar:
+        images = f.create_dataset("images", (w, t, 3, h, wd), np.uint16, chunks=(1, 1, 1, h, wd))
+        images.attrs["channels"] = list(PLATE_CHANNELS)
+        truth = f.create_group("truth")
+        labels = truth.create_dataset("labels", (w, t, h, wd), np.uint8, chunks=(1, 1, h, wd), compression="lzf")
+        instances = truth.create_dataset("instances", (w, t, h, wd), np.uint32, chunks=(1, 1, h, wd), compression="lzf")
+        live = truth.create_dataset("live_count", (w, t), np.int64)
+        dead = truth.create_dataset("dead_count", (w, t), np.int64)
+        truth.create_dataset("death_hazard", data=death_hazards(spec))
+        f.attrs["format"] = FORMAT
+        f.attrs["spec"] = json.dumps(asdict(spec))
+        f.attrs["wells"] = [f"W{i + 1:02d}" for i in range(w)]
+        task = bar.add_task("synthetic plate", total=w * t)
+        for well in range(w):
+            for tp, cells in enumerate(simulate_well(spec, well)):
+                image, lab, inst = render_image(spec, cells, well, tp)
+                images[well, tp] = image
+                labels[well, tp] = lab
+                instances[well, tp] = inst
+                live[well, tp] = int(cells.alive.sum())
+                dead[well, tp] = int((~cells.alive).sum())
+                bar.advance(task)
+    return path

@@ -1,0 +1,356 @@
+"""The HDF5 tile file: the one place that writes, reads and checks its format.
+
+Layout of a tile file (format ``livedead-tiles/1``); every dataset is chunked ``(chunk, ...)``
+along the tile axis, 1000 by default:
+
+* ``/images`` (N, 1, T, T): raw transmitted-light pixels in the source dtype (normalised at load).
+* ``/labels`` (N, T, T) uint8: 0 background, 1 DAPI, 2 Cy5.
+* ``/class_counts`` (N, 3) int64: pixels of each class in each tile.
+* ``/origin`` (N, 4) int32: well, time point, y, x of the tile's top-left corner in its image.
+
+In the final file the first ``attrs["n_train"]`` tiles are the training split and the rest the
+validation split, each in a seeded random order, so that every split is one contiguous range.
+
+Training also reads any HDF5 file in the original study's layout: ``/images`` (N, 1, H, W)
+uint8, uint16 or float32 and ``/labels`` (N, H, W) integer classes (names configurable);
+``/class_counts`` and ``/origin`` are optional, compression (gzip, lzf) and chunking are free.
+:func:`inspect_tile_file` checks such a file and works out what training needs to know of it;
+derived data (class counts of files without them, normalisation statistics) is cached beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from livedead.data.sampler import Slice, chunk_segments
+from livedead.errors import LivedeadError, atomic_path
+
+FORMAT = "livedead-tiles/1"
+DATASETS = ("images", "labels", "class_counts", "origin")
+CACHE_VERSION = 1
+log = logging.getLogger(__name__)
+
+
+def check_classes(labels: np.ndarray, num_classes: int, where: str, tiles: Slice | None = None) -> None:
+    """The one check of label values, wherever labels enter; ``where`` names the file and dataset."""
+    if labels.size == 0:
+        return
+    hi = int(labels.max())
+    lo = int(labels.min()) if np.issubdtype(labels.dtype, np.signedinteger) else 0
+    if lo < 0 or hi >= num_classes:
+        at = f" in tiles {tiles[0]}..{tiles[1] - 1}" if tiles else ""
+        raise LivedeadError(
+            f"{where}: expected classes 0..{num_classes - 1}, found {hi if hi >= num_classes else lo}{at}"
+        )
+
+
+class ChunkAppender:
+    """Append rows to resizable datasets, writing only whole chunk-aligned blocks.
+
+    A partial-chunk write to a chunk that is not in HDF5's cache is a read-modify-write of the
+    whole chunk; buffering one chunk and writing it whole avoids that, and bounds memory to one
+    chunk per dataset whatever the number of rows.
+    """
+
+    def __init__(self, f: h5py.File, rows: dict[str, tuple[tuple[int, ...], np.dtype]], chunk: int) -> None:
+        self.chunk = chunk
+        self.n = 0
+        self.fill = 0
+        self.datasets = {
+            name: f.create_dataset(name, (0, *shape), dtype, maxshape=(None, *shape), chunks=(chunk, *shape))
+            for name, (shape, dtype) in rows.items()
+        }
+        self.buffers = {name: np.empty((chunk, *shape), dtype) for name, (shape, dtype) in rows.items()}
+
+    def append(self, **arrays: np.ndarray) -> None:
+        total = len(next(iter(arrays.values())))
+        done = 0
+        while done < total:
+            take = min(self.chunk - self.fill, total - done)
+            for name, arr in arrays.items():
+                self.buffers[name][self.fill : self.fill + take] = arr[done : done + take]
+            self.fill += take
+            done += take
+            if self.fill == self.chunk:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.fill:
+            return
+        end = self.n + self.fill
+        for name, ds in self.datasets.items():
+            ds.resize(end, axis=0)
+            ds.write_direct(self.buffers[name], np.s_[: self.fill], np.s_[self.n : end])
+        self.n = end
+        self.fill = 0
+
+
+def copy_in_order(
+    src: h5py.File,
+    dst: h5py.File,
+    order: np.ndarray,
+    chunk: int,
+    on_chunk: Callable[[], None] | None = None,
+) -> int:
+    """Copy tiles ``order[0], order[1], ...`` of ``src`` into new chunked datasets of ``dst``.
+
+    Streams one output chunk at a time: its source tiles are read in ascending order, with
+    runs of neighbours coalesced into single slice reads (never h5py fancy indexing), then
+    permuted in memory. Per-tile metadata (a few bytes a row) is read whole once instead.
+    Returns the number of tiles written.
+    """
+    rows = {name: (src[name].shape[1:], src[name].dtype) for name in DATASETS}
+    small = {name: src[name][:] for name, (shape, dtype) in rows.items() if np.prod(shape) * dtype.itemsize < 1024}
+    large = {name: src[name] for name in DATASETS if name not in small}
+    out = ChunkAppender(dst, rows, chunk)
+    scratch = {name: np.empty((chunk, *ds.shape[1:]), ds.dtype) for name, ds in large.items()}
+    for start in range(0, len(order), chunk):
+        want = order[start : start + chunk]
+        sorter = np.argsort(want, kind="stable")
+        ranked = want[sorter]
+        breaks = np.flatnonzero(np.diff(ranked) != 1) + 1
+        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(ranked)], strict=True):
+            a = int(ranked[lo])
+            for name, ds in large.items():
+                ds.read_direct(scratch[name], np.s_[a : a + hi - lo], np.s_[lo:hi])
+        batch = {name: arr[want] for name, arr in small.items()}
+        for name in large:
+            batch[name] = np.empty_like(scratch[name][: len(want)])
+            batch[name][sorter] = scratch[name][: len(want)]
+        out.append(**batch)
+        if on_chunk:
+            on_chunk()
+    out.flush()
+    return out.n
+
+
+def tile_rows(tile: int, dtype: np.dtype, num_classes: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Row shapes and dtypes of the four tile datasets."""
+    return {
+        "images": ((1, tile, tile), np.dtype(dtype)),
+        "labels": ((tile, tile), np.dtype(np.uint8)),
+        "class_counts": ((num_classes,), np.dtype(np.int64)),
+        "origin": ((4,), np.dtype(np.int32)),
+    }
+
+
+# -- reading: what training needs to know of a tile file ------------------------------------------
+@dataclass
+class TileFileInfo:
+    """What :func:`inspect_tile_file` learns about a tile file, before any training."""
+
+    path: Path
+    n: int
+    height: int
+    width: int
+    dtype: np.dtype
+    chunk: int
+    compressed: bool
+    class_counts: np.ndarray  # (N, C) per tile
+    train_ranges: list[Slice]
+    val_ranges: list[Slice]
+    split_note: str
+
+
+def open_tile_file(path: Path) -> h5py.File:
+    """Open a tile file for reading, or one line saying why it cannot be."""
+    if not path.exists():
+        raise LivedeadError(f"{path}: tile file not found (config key 'data.path')")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise LivedeadError(f"{path}: expected a readable HDF5 tile file, found {err}") from None
+
+
+class FileCache:
+    """Derived data kept beside a tile file (``<file>.livedead-cache.npz``), keyed to its size and mtime.
+
+    If the folder is read-only the values are only kept in memory.
+    """
+
+    def __init__(self, path: Path) -> None:
+        st = path.stat()
+        self.key = f"{CACHE_VERSION}:{st.st_size}:{st.st_mtime_ns}"
+        self.path = path.with_name(path.name + ".livedead-cache.npz")
+        self.data: dict[str, np.ndarray] = {}
+        if self.path.exists():
+            try:
+                with np.load(self.path, allow_pickle=False) as z:
+                    if str(z["key"]) == self.key:
+                        self.data = {k: z[k] for k in z.files if k != "key"}
+            except (OSError, ValueError, KeyError):
+                self.data = {}
+
+    def get(self, name: str) -> np.ndarray | None:
+        return self.data.get(name)
+
+    def put(self, name: str, value: np.ndarray) -> None:
+        self.data[name] = value
+        try:
+            with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
+                np.savez(f, key=np.array(self.key), **self.data)
+        except OSError as err:
+            log.info("livedead: cannot write the cache %s (%s); keeping it in memory", self.path, err)
+
+
+def count_classes(labels: h5py.Dataset, num_classes: int, chunk: int) -> np.ndarray:
+    """One streaming pass over the labels: class counts per tile."""
+    counts = np.zeros((labels.shape[0], num_classes), np.int64)
+    buf = np.empty((chunk, *labels.shape[1:]), labels.dtype)
+    for a in range(0, labels.shape[0], chunk):
+        b = min(a + chunk, labels.shape[0])
+        labels.read_direct(buf, np.s_[a:b], np.s_[: b - a])
+        flat = buf[: b - a].reshape(b - a, -1)
+        check_classes(flat, num_classes, f"{labels.file.filename}: dataset '{labels.name}'", (a, b))
+        for c in range(num_classes):
+            counts[:, c][a:b] = np.count_nonzero(flat == c, axis=1)
+    return counts
+
+
+def inspect_tile_file(
+    path: Path,
+    images_key: str,
+    labels_key: str,
+    counts_key: str,
+    num_classes: int,
+    batch_size: int,
+    val_fraction: float,
+    seed: int,
+    on_count: Callable[[str], None] = log.info,
+) -> TileFileInfo:
+    """Validate a tile file's structure and work out its chunking, class counts and split.
+
+    ``on_count`` hears of the one slow case: a file without class counts, counted (and cached) here.
+    """
+    with open_tile_file(path) as f:
+        for key in (images_key, labels_key):
+            if key not in f:
+                raise LivedeadError(f"{path}: dataset '/{key}' not found (found {sorted(f.keys())})")
+        images, labels = f[images_key], f[labels_key]
+        if images.ndim != 4 or images.shape[1] != 1:
+            raise LivedeadError(f"{path}: dataset '/{images_key}': expected (N, 1, H, W), found shape {images.shape}")
+        if labels.ndim != 3:
+            raise LivedeadError(f"{path}: dataset '/{labels_key}': expected (N, H, W), found shape {labels.shape}")
+        if images.shape[0] != labels.shape[0] or images.shape[2:] != labels.shape[1:]:
+            raise LivedeadError(
+                f"{path}: datasets '/{images_key}' {images.shape} and '/{labels_key}' {labels.shape} "
+                "disagree in N, H or W"
+            )
+        if images.dtype not in (np.uint8, np.uint16, np.float32):
+            raise LivedeadError(
+                f"{path}: dataset '/{images_key}': expected uint8, uint16 or float32, found {images.dtype}"
+            )
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise LivedeadError(f"{path}: dataset '/{labels_key}': expected integer classes, found {labels.dtype}")
+        n = images.shape[0]
+        if n == 0:
+            raise LivedeadError(f"{path}: dataset '/{images_key}': expected tiles, found an empty dataset")
+        if n < batch_size:
+            raise LivedeadError(
+                f"{path}: dataset '/{images_key}': expected at least one batch of {batch_size} tiles, found {n} "
+                "(config key 'data.batch_size')"
+            )
+        chunk = images.chunks[0] if images.chunks else n
+        if images.chunks and batch_size > chunk:
+            raise LivedeadError(
+                f"{path}: config key 'data.batch_size': expected <= the file's chunk of {chunk} tiles, "
+                f"found {batch_size} (a batch never crosses a chunk)"
+            )
+        compressed = images.compression is not None or labels.compression is not None
+        declared = f.attrs.get("n_train")
+        if counts_key in f and f[counts_key].shape == (n, num_classes):
+            counts = f[counts_key][:]
+        else:
+            cache = FileCache(path)
+            counts = cache.get(f"class_counts_{labels_key}")
+            if counts is None:
+                on_count(f"livedead: counting classes in {path}:/{labels_key} (cached for next time)")
+                counts = count_classes(labels, num_classes, chunk)
+                cache.put(f"class_counts_{labels_key}", counts)
+
+    if (counts.sum(axis=0) > 0).sum() < 2:
+        raise LivedeadError(
+            f"{path}: dataset '/{labels_key}': expected at least two classes over all tiles, "
+            f"found only class {int(np.argmax(counts.sum(axis=0)))}"
+        )
+    if declared is not None and 0 < int(declared) < n:
+        n_train = int(declared)
+        train, val = [(0, n_train)], [(n_train, n)]
+        note = f"declared by the file: tiles [0, {n_train}) train, [{n_train}, {n}) validate"
+    else:
+        train, val, note = batch_split(n, chunk, batch_size, val_fraction, seed)
+    return TileFileInfo(
+        path, n, images.shape[2], images.shape[3], images.dtype, chunk, compressed, counts, train, val, note
+    )
+
+
+def batch_split(
+    n: int, chunk: int, batch_size: int, val_fraction: float, seed: int
+) -> tuple[list[Slice], list[Slice], str]:
+    """Whole batches, about ``val_fraction`` of them, to validation: fixed by the seed (the study's split)."""
+    blocks = [
+        (a, min(a + batch_size, stop)) for start, stop in chunk_segments([(0, n)], chunk)
+        for a in range(start, stop, batch_size)
+    ]  # fmt: skip
+    n_val = max(1, round(val_fraction * len(blocks)))
+    if n_val >= len(blocks):
+        raise LivedeadError(
+            f"tile file: expected more than {n_val} batches of {batch_size} to split train from validation, "
+            f"found {len(blocks)}"
+        )
+    is_val = np.zeros(len(blocks), bool)
+    is_val[np.random.default_rng(seed).choice(len(blocks), n_val, replace=False)] = True
+    train = [blk for blk, v in zip(blocks, is_val, strict=True) if not v]
+    val = [blk for blk, v in zip(blocks, is_val, strict=True) if v]
+    note = f"{len(val)} of {len(blocks)} batches of {batch_size} validate, chosen with seed {seed}"
+    return _merge(train), _merge(val), note
+
+
+def _merge(ranges: list[Slice]) -> list[Slice]:
+    out: list[Slice] = []
+    for a, b in ranges:
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def image_statistics(
+    path: Path, images_key: str, ranges: list[Slice], chunk: int, max_tiles: int
+) -> tuple[float, float]:
+    """Mean and standard deviation of the images in ``ranges`` (cached beside the file).
+
+    At most ``max_tiles`` tiles are read, in whole chunks spread evenly over the ranges.
+    """
+    cache = FileCache(path)
+    split = json.dumps([images_key, ranges, max_tiles])
+    key = "stats_" + hashlib.sha1(split.encode()).hexdigest()[:16]
+    cached = cache.get(key)
+    if cached is not None:
+        return float(cached[0]), float(cached[1])
+    segments = chunk_segments(ranges, chunk)
+    want = max(1, math.ceil(max_tiles / chunk))
+    picks = [segments[i] for i in np.linspace(0, len(segments) - 1, min(want, len(segments))).astype(int)]
+    total = total_sq = count = 0.0
+    with open_tile_file(path) as f:
+        ds = f[images_key]
+        for start, stop in dict.fromkeys(picks):
+            for a in range(start, stop, 100):  # 100 tiles at a time: bounded float64 temporaries
+                x = ds[a : min(a + 100, stop)].astype(np.float64)
+                total += x.sum()
+                total_sq += np.square(x).sum()
+                count += x.size
+    mean = float(total / count)  # plain floats: they go into checkpoints, loaded with weights_only=True
+    std = math.sqrt(max(float(total_sq / count) - mean * mean, 1e-12))
+    cache.put(key, np.array([mean, std]))
+    return mean, std

@@ -1,0 +1,276 @@
+"""Predict whole wells and count live and dead cells over time: the work behind ``livedead.predict``.
+
+For each stitched image of a plate (HDF5 plate file or TIFF folder) the transmitted-light
+channel is predicted in sliding windows (:mod:`livedead.inference.sliding_window`), the class
+map is counted (:mod:`livedead.inference.counting`), and the results are written to the output folder:
+
+* per image: the class map (compressed TIFF) or the class probabilities (HDF5), and an RGB
+  overlay PNG (live nuclei green, dead nuclei red);
+* ``counts.csv``: one row per well and time point: live, dead, total, dead fraction, and the
+  truth (and the count of the stain-derived labels) where the input carries them;
+* ``metrics.json`` when the input carries truth: count MSE, MAE and relative error, per image
+  and per ``count_tile``-px tile, for the model and for the stain-derived reference.
+
+An image that fails is reported and skipped, and leaves nothing in the results: its row and its
+per-tile counts are kept only once every step of it has succeeded.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import tifffile
+import torch
+from PIL import Image
+from rich.console import Console
+from rich.progress import Progress
+
+from livedead import CLASS_NAMES
+from livedead.data.labels import labels_from_stains
+from livedead.data.plates import PLATE_CHANNELS, PlateImage, TiffLayout, open_plate
+from livedead.errors import LivedeadError, atomic_path, one_line
+from livedead.inference.counting import Nuclei, find_nuclei, nuclei_from_instances, per_tile_counts
+from livedead.inference.sliding_window import LoadedModel, load_model, predict_image
+from livedead.model.checkpoint import read_checkpoint
+from livedead.viz.overlays import class_overlay
+
+
+@dataclass(kw_only=True)
+class PredictConfig:
+    """Settings of one prediction run; ``conf/predict.yaml`` takes its keys and defaults from here."""
+
+    ckpt: str
+    """A checkpoint of a training run (``outputs/runs/<run>/checkpoints/last.ckpt``)."""
+    input: str
+    """A raw plate: an HDF5 plate file or a folder of stitched TIFFs."""
+    output: str
+    """The folder to write into."""
+    wells: Any = None
+    """None: every well; a list (``[W03, W04]``); or ``held_out``: the training split's validation wells."""
+    classes: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
+    """The checkpoint must have been trained on these."""
+    channels: list[str] = field(default_factory=lambda: list(PLATE_CHANNELS))
+    tiff: TiffLayout = field(default_factory=TiffLayout)
+    tile: int = 160
+    """The training tile size."""
+    mode: str = "blend"
+    """``blend``: overlapping tiles, blended; ``crop``: large windows, margins cropped off."""
+    overlap: float = 0.5
+    blending: str = "gaussian"
+    """``blend`` mode: ``gaussian`` (as nnU-Net) or ``constant``."""
+    window: int | None = None
+    """None: the tile (blend) or 3 tiles (crop); a multiple of the network's size divisor."""
+    margin: int = 32
+    """``crop`` mode: pixels cut off each window edge."""
+    batch_size: int = 16
+    """Tile-sized windows per forward pass (fewer large windows)."""
+    tta: bool = False
+    """Average over flips."""
+    device: str = "auto"
+    save: str = "tiff"
+    """``tiff``: class map (zlib TIFF); ``hdf5``: probabilities and classes; ``none``."""
+    overlays: bool = True
+    progress: bool = True
+    count_tile: int = 160
+    """The grid of the per-tile count evaluation."""
+    counting: dict[str, Any] = field(default_factory=lambda: {"min_size": 20, "min_distance": 5, "split": True})
+    """:func:`livedead.inference.counting.find_nuclei` options."""
+    stains: dict[str, Any] = field(default_factory=lambda: {"threshold": "otsu"})
+    """:func:`livedead.data.labels.labels_from_stains` options, for the stain-derived reference counts."""
+
+
+console = Console()
+
+
+class Truth:
+    """Counts and nuclei of a plate that carries its truth (``/truth/...``, as the synthetic plate does)."""
+
+    def __init__(self, path: Path) -> None:
+        self.counts: np.ndarray | None = None
+        self.instances = False
+        if path.is_file():
+            with h5py.File(path, "r") as f:
+                if "truth/live_count" in f and "truth/dead_count" in f:
+                    self.counts = np.stack([f["truth/live_count"][:], f["truth/dead_count"][:]], axis=-1)
+                self.instances = "truth/instances" in f
+        self.path = path
+
+    def nuclei(self, image: PlateImage) -> Nuclei | None:
+        """True nuclei of one image: from the plate's instance masks, else counted in its truth class map."""
+        if self.instances:
+            with h5py.File(self.path, "r") as f:
+                return nuclei_from_instances(f["truth/instances"][image.well, image.time], image.truth)
+        return find_nuclei(image.truth) if image.truth is not None else None
+
+
+def save_outputs(
+    out: Path, name: str, probs: np.ndarray, class_map: np.ndarray, image: np.ndarray, cfg: PredictConfig
+) -> None:
+    if cfg.save == "tiff":
+        with atomic_path(out / f"{name}_classes.tif") as tmp:
+            tifffile.imwrite(tmp, class_map, compression="zlib")
+    elif cfg.save == "hdf5":
+        with atomic_path(out / f"{name}_probs.h5") as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("probs", data=probs.astype(np.float16), compression="gzip", chunks=True)
+            f.create_dataset("classes", data=class_map, compression="gzip", chunks=True)
+    if cfg.overlays:
+        with atomic_path(out / f"{name}_overlay.png") as tmp:
+            Image.fromarray(class_overlay(image, class_map)).save(tmp)
+
+
+def count_errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """MSE and MAE of live and dead counts, and the mean relative error of the total."""
+    err = pred.astype(np.float64) - true
+    total_true = true.sum(axis=1)
+    rel = np.abs(err.sum(axis=1)) / np.maximum(total_true, 1)
+    return {
+        "mse_live": float(np.mean(err[:, 0] ** 2)),
+        "mse_dead": float(np.mean(err[:, 1] ** 2)),
+        "mse": float(np.mean(err**2)),
+        "mae_live": float(np.mean(np.abs(err[:, 0]))),
+        "mae_dead": float(np.mean(np.abs(err[:, 1]))),
+        "relative_error_total": float(np.mean(rel)),
+        "n": len(err),
+    }
+
+
+def held_out_wells(ckpt: Path) -> list[str]:
+    """The wells a checkpoint's tile file held out for validation (``attrs['val_units']``)."""
+    info = read_checkpoint(ckpt, "ckpt").get("datamodule_hyper_parameters") or {}
+    path = Path(info.get("path", ""))
+    if not path.is_file():
+        raise LivedeadError(f"{ckpt}: config key 'wells=held_out' needs the training tile file, found none at {path}")
+    with h5py.File(path, "r") as f:
+        return [str(u).removeprefix("well ") for u in f.attrs.get("val_units", []) if str(u).startswith("well ")]
+
+
+def run(cfg: PredictConfig) -> tuple[list[dict[str, Any]], int]:
+    """Predict and count every image; returns the rows of ``counts.csv`` and the number of images that failed."""
+    ckpt, source, out = Path(cfg.ckpt), Path(cfg.input), Path(cfg.output)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    model: LoadedModel = load_model(ckpt, device, cfg.tile)
+    if model.class_names != list(cfg.classes):
+        raise LivedeadError(f"{ckpt}: expected a model of classes {list(cfg.classes)}, found {model.class_names}")
+    plate, images = open_plate(source, cfg.channels, cfg.tiff)
+    plate.require("brightfield")
+    wells = held_out_wells(ckpt) if cfg.wells == "held_out" else (list(cfg.wells) if cfg.wells else plate.wells)
+    unknown = sorted(set(wells) - set(plate.wells))
+    if unknown:
+        raise LivedeadError(
+            f"config key 'wells': expected wells of {source} ({', '.join(plate.wells)}), found {unknown}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    truth = Truth(source)
+    stains = "hoechst" in plate.channels and "draq7" in plate.channels
+    rows: list[dict[str, Any]] = []
+    tiles: dict[str, list[np.ndarray]] = {"model": [], "stains": [], "truth": []}
+    failures = 0
+    selected = (im for im in images if plate.wells[im.well] in wells)
+    with Progress(console=console, disable=not cfg.progress) as bar:
+        task = bar.add_task("predicting", total=len(wells) * plate.timepoints)
+        for image in selected:
+            name = f"{plate.wells[image.well]}_t{image.time:03d}"
+            try:
+                result = _predict_one(model, image, plate.wells, truth, stains, cfg, device)
+                save_outputs(out, name, result.probs, result.class_map, image.channels["brightfield"], cfg)
+            except (LivedeadError, ValueError, RuntimeError) as err:
+                failures += 1
+                msg = one_line(err) if isinstance(err, LivedeadError) else f"{type(err).__name__}: {err}"
+                print(f"livedead.predict: {name}: failed: {msg}", file=sys.stderr)
+            else:  # only a whole image's results are kept, so rows and per-tile counts stay aligned
+                rows.append(result.row)
+                for k, v in result.tiles.items():
+                    tiles[k].append(v)
+            bar.advance(task)
+    if rows:
+        _write_counts(rows, out)
+        if "true_live" in rows[0]:
+            _write_metrics(rows, tiles, out, cfg.count_tile)
+    console.print(
+        f"wrote {len(rows)} images' predictions and counts to {out}" + (f"; {failures} failed" if failures else "")
+    )
+    return rows, failures
+
+
+@dataclass
+class ImageResult:
+    """What one image gives: its row of ``counts.csv``, per-tile counts by source, and its maps."""
+
+    row: dict[str, Any]
+    tiles: dict[str, np.ndarray]
+    probs: np.ndarray
+    class_map: np.ndarray
+
+
+def _predict_one(
+    model: LoadedModel,
+    image: PlateImage,
+    well_names: list[str],
+    truth: Truth,
+    stains: bool,
+    cfg: PredictConfig,
+    device: str,
+) -> ImageResult:
+    if image.error:
+        raise LivedeadError(image.error)
+    raw = image.channels["brightfield"]
+    probs = predict_image(model, raw, cfg.mode, cfg.overlap, cfg.blending, cfg.window, cfg.margin,
+                          cfg.batch_size, cfg.tta, device)  # fmt: skip
+    class_map = probs.argmax(0).astype(np.uint8)
+    nuclei = find_nuclei(class_map, **cfg.counting)
+    row: dict[str, Any] = {"well": well_names[image.well], "time": image.time, **nuclei.counts()}
+    tiles = {"model": per_tile_counts(nuclei, raw.shape, cfg.count_tile)}
+    if truth.counts is not None:
+        row["true_live"], row["true_dead"] = (int(v) for v in truth.counts[image.well, image.time])
+    true_nuclei = truth.nuclei(image)
+    if true_nuclei is not None:
+        tiles["truth"] = per_tile_counts(true_nuclei, raw.shape, cfg.count_tile)
+    if stains:
+        stain_map = labels_from_stains(image.channels["hoechst"], image.channels["draq7"], **cfg.stains)
+        stain_nuclei = find_nuclei(stain_map, **cfg.counting)
+        stain_counts = stain_nuclei.counts()
+        row["stain_live"], row["stain_dead"] = stain_counts["live"], stain_counts["dead"]
+        tiles["stains"] = per_tile_counts(stain_nuclei, raw.shape, cfg.count_tile)
+    return ImageResult(row, tiles, probs, class_map)
+
+
+def _write_counts(rows: list[dict[str, Any]], out: Path) -> None:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_path(out / "counts.csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_metrics(rows: list[dict[str, Any]], tiles: dict[str, list[np.ndarray]], out: Path, tile_px: int) -> None:
+    true = np.array([[r["true_live"], r["true_dead"]] for r in rows])
+    metrics: dict[str, Any] = {
+        "per_image": {"model": count_errors(np.array([[r["live"], r["dead"]] for r in rows]), true)}
+    }
+    if "stain_live" in rows[0]:
+        metrics["per_image"]["stains"] = count_errors(
+            np.array([[r["stain_live"], r["stain_dead"]] for r in rows]), true
+        )
+    if tiles["truth"]:
+        true_tiles = np.concatenate(tiles["truth"])
+        metrics["per_tile"] = {
+            k: count_errors(np.concatenate(v), true_tiles) for k, v in tiles.items() if v and k != "truth"
+        }
+        metrics["per_tile"]["tile_px"] = tile_px
+    with atomic_path(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2))
+    pi = metrics["per_image"]["model"]
+    console.print(f"count MSE per image: live {pi['mse_live']:.2f}, dead {pi['mse_dead']:.2f}; "
+                  f"relative error {pi['relative_error_total']:.3f}")  # fmt: skip
+    if "per_tile" in metrics:
+        pt = metrics["per_tile"]["model"]
+        console.print(
+            f"count MSE per {tile_px}-px tile: {pt['mse']:.3f} (live {pt['mse_live']:.3f}, dead {pt['mse_dead']:.3f})"
+        )

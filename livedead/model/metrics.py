@@ -1,0 +1,90 @@
+"""Per-pixel segmentation metrics that stay cheap next to the forward pass.
+
+A batch of 100 tiles of 160x160 is 2.56 million pixels per class. torchmetrics'
+``MulticlassAveragePrecision(thresholds=200)`` compares every pixel with every threshold
+(53 s per such batch on this project's 2-core CPU); :class:`BinnedPRCurve` instead keeps a
+histogram of binned scores per class and per truth (one ``bincount`` per class, linear in
+pixels, constant memory), from which the PR curve and its area follow exactly at the bin edges:
+0.12 s per batch. Being a torchmetrics ``Metric`` with ``sum`` states, it syncs under DDP like
+any other. The confusion matrix is torchmetrics' own, fed by :func:`argmax_classes`, which is
+ten times faster than ``argmax(1)`` there (0.02 s against 0.23 s per batch).
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+
+
+class BinnedPRCurve(Metric):
+    """One-vs-rest precision-recall curves per class over every pixel of an epoch.
+
+    ``update(probs, target)`` takes class probabilities (B, C, H, W) and integer targets (B, H, W).
+    ``compute()`` returns the average precision per class (step-wise area, as scikit-learn's
+    ``average_precision_score``, at ``thresholds`` evenly spaced score bins).
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(self, num_classes: int, thresholds: int = 200, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.thresholds = thresholds
+        # hist[c, 0, b]: negatives of class c with score in bin b; hist[c, 1, b]: positives
+        self.add_state("hist", torch.zeros(num_classes, 2, thresholds, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
+        bins = (probs.detach() * self.thresholds).to(torch.long).clamp_(0, self.thresholds - 1)
+        target = target.to(torch.long)
+        for c in range(self.num_classes):
+            key = bins[:, c] + self.thresholds * (target == c)
+            self.hist[c] += torch.bincount(key.flatten(), minlength=2 * self.thresholds).view(2, self.thresholds)
+
+    def curves(self) -> dict[str, torch.Tensor]:
+        """Counts at each threshold (score >= bin edge), highest threshold last, per class: (C, T)."""
+        # cumulative from the top bin down: predicted positive at threshold b = bins >= b
+        neg = self.hist[:, 0].flip(-1).cumsum(-1).flip(-1)
+        pos = self.hist[:, 1].flip(-1).cumsum(-1).flip(-1)
+        total_pos = pos[:, :1]
+        total_neg = neg[:, :1]
+        tp, fp = pos, neg
+        fn, tn = total_pos - tp, total_neg - fp
+        precision = tp / (tp + fp).clamp_min(1)
+        recall = tp / total_pos.clamp_min(1)
+        return {"tp": tp, "fp": fp, "tn": tn, "fn": fn, "precision": precision, "recall": recall}
+
+    def compute(self) -> torch.Tensor:
+        c = self.curves()
+        recall, precision = c["recall"].double(), c["precision"].double()
+        # step-wise area: sum over thresholds of (R_b - R_{b+1}) * P_b, with R after the top bin = 0
+        drop = recall - torch.cat([recall[:, 1:], torch.zeros_like(recall[:, :1])], dim=1)
+        ap = (drop * precision).sum(dim=1)
+        has_pos = self.hist[:, 1].sum(-1) > 0
+        return torch.where(has_pos, ap, torch.full_like(ap, float("nan"))).float()
+
+
+def argmax_classes(scores: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(1)`` for (B, C, H, W), as C elementwise passes instead of a strided reduction
+    over the channel axis. Ties go to the lower class, as with ``argmax``."""
+    best = scores[:, 0]
+    pred = torch.zeros(best.shape, dtype=torch.long, device=scores.device)
+    for c in range(1, scores.shape[1]):
+        better = scores[:, c] > best
+        pred[better] = c
+        best = torch.maximum(best, scores[:, c])
+    return pred
+
+
+def confusion_scores(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Precision, recall, F1 and IoU per class from a (truth, prediction) confusion matrix."""
+    cm = confusion.double()
+    tp = cm.diag()
+    predicted = cm.sum(0)
+    actual = cm.sum(1)
+    precision = tp / predicted.clamp_min(1)
+    recall = tp / actual.clamp_min(1)
+    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+    iou = tp / (predicted + actual - tp).clamp_min(1)
+    return {"precision": precision.float(), "recall": recall.float(), "f1": f1.float(), "iou": iou.float()}

@@ -1,0 +1,201 @@
+"""``python train.py [group=option ...] [-m]`` (or ``livedead-train``): train the live/dead U-Net.
+
+Instantiates the datamodule, model, callbacks, loggers and trainer from the config, seeds
+everything, fits, validates the best checkpoint and returns the optimised metric (for sweepers).
+Every job writes ``result.json`` into its folder, finished or failed; in a multirun a failed job
+is recorded and the sweep goes on, and ``summary.csv``/``summary.md`` rank the jobs at the end.
+
+:func:`run` is the task; tests compose a config and call it in-process, as lightning-hydra-template does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from livedead.config import resolvers, schema
+from livedead.config.app import cli_errors, run_app
+from livedead.errors import LivedeadError, atomic_path, one_line
+
+PROG = "train.py"
+schema.store("train_schema", schema.TrainSettings)
+
+RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.min_epochs", "validate_best")
+
+
+def resume_config(cfg: DictConfig) -> DictConfig:
+    """The saved config of the run in ``resume``, with its ``last.ckpt``.
+
+    Overrides that repeat the run's own settings are accepted; of the rest, only
+    ``RESUMABLE_KEYS`` may change (to train longer, say).
+    """
+    run = Path(cfg.resume)
+    saved, hydra_saved, last = (
+        run / ".hydra" / "config.yaml",
+        run / ".hydra" / "hydra.yaml",
+        run / "checkpoints" / "last.ckpt",
+    )
+    for path in (saved, last):
+        if not path.exists():
+            raise LivedeadError(
+                f"config key 'resume': expected a run folder with {path.relative_to(run)}, found none in {run}"
+            )
+    resumed = OmegaConf.load(saved)
+    choices = OmegaConf.load(hydra_saved).hydra.runtime.choices if hydra_saved.exists() else {}
+    for override in HydraConfig.get().overrides.task:
+        key, _, text = override.partition("=")
+        if key in ("resume", "ckpt_path"):
+            continue
+        value = yaml.safe_load(text) if text else None  # Hydra override values are YAML scalars
+        if key in RESUMABLE_KEYS:
+            OmegaConf.update(resumed, key, value)
+            continue
+        old = choices.get(key) if key in choices else OmegaConf.select(resumed, key)
+        old = OmegaConf.to_container(old) if OmegaConf.is_config(old) else old
+        if old != value:
+            raise LivedeadError(
+                f"config key '{key}': a resumed run keeps its config ({key}={old}); "
+                f"only {', '.join(RESUMABLE_KEYS)} may change, found {key}={text}"
+            )
+    with open_dict(resumed):
+        resumed.resume = str(run)
+        resumed.ckpt_path = str(last)
+    return resumed
+
+
+def check(cfg: DictConfig) -> None:
+    """Config errors that would otherwise surface only after data preparation or mid-training."""
+    if cfg.ckpt_path == "last" and not cfg.get("resume"):
+        raise LivedeadError("config key 'ckpt_path': 'last' continues a run: add resume=<run folder>")
+    lr = cfg.model.optimizer.get("lr")
+    if lr is not None and not lr > 0:
+        raise LivedeadError(f"config key 'model.optimizer.lr': expected > 0, found {lr}")
+    if cfg.data.batch_size < 1:
+        raise LivedeadError(f"config key 'data.batch_size': expected >= 1, found {cfg.data.batch_size}")
+    out = Path(HydraConfig.get().runtime.output_dir)
+    probe = out / ".write-test"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise LivedeadError(f"output folder {out}: expected a writable folder, found {err.strerror}") from None
+
+
+def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as flat ``a/b/c`` keys, for TensorBoard's HParams dashboard."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k not in ("_target_", "_partial_", "paths"):
+                    walk(v, f"{prefix}/{k}" if prefix else k)
+        else:
+            out[prefix] = node if isinstance(node, int | float | str | bool) else str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    choices = HydraConfig.get().runtime.choices
+    out.update({f"choice/{k}": v for k, v in choices.items() if not k.startswith("hydra/") and v})
+    return out
+
+
+def fit(cfg: DictConfig) -> dict[str, Any]:
+    """One training run; returns what ``result.json`` records."""
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # DDP ranks > 0 wait for Lightning's own call
+        datamodule.prepare_data()
+    datamodule.setup("fit")  # bad data fails here, before the trainer starts
+    L.seed_everything(cfg.seed, workers=True)
+    net_args = {k: v for k, v in OmegaConf.to_container(cfg.model.net, resolve=True).items() if k != "_target_"}
+    model = hydra.utils.instantiate(cfg.model, net_args=net_args, _convert_="all")
+    # a callback or logger set to null (callbacks.progress_bar=null) is switched off
+    callbacks = [hydra.utils.instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers: list[Logger] = [
+        hydra.utils.instantiate(lg, _convert_="all") for lg in (cfg.get("logger") or {}).values() if lg
+    ]
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    out = Path(HydraConfig.get().runtime.output_dir)
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(flat_hparams(cfg), {"hp_metric": -1.0})
+            print(f"TensorBoard logs: {logger.log_dir}    (tensorboard --logdir {out})")
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    checkpoint = trainer.checkpoint_callback
+    best = getattr(checkpoint, "best_model_path", "") if checkpoint else ""
+    if cfg.validate_best and best:
+        validated = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+        metrics.update({k: float(v) for k, v in validated[0].items()})
+    best_epoch = None
+    if best:
+        best_epoch = int(torch.load(best, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    return {"metrics": metrics, "best_ckpt": best, "best_epoch": best_epoch}
+
+
+def run(cfg: DictConfig) -> float | None:
+    """One job: check the config, fit, and record ``result.json``; returns the optimised metric."""
+    hc = HydraConfig.get()
+    if cfg.get("resume"):
+        cfg = resume_config(cfg)
+    out = Path(hc.runtime.output_dir)
+    result: dict[str, Any] = {
+        "job": out.name,
+        "overrides": ",".join(hc.overrides.task),
+        "metric": cfg.optimized_metric,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "pid": os.getpid(),
+    }
+    start = time.perf_counter()
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        schema.check_targets(cfg)  # types of the trainer's, datamodule's, network's... keys: before any data
+        check(cfg)
+        result.update(fit(cfg))
+        value = result["metrics"].get(cfg.optimized_metric)
+        result.update(status="ok", value=value)
+    except Exception as err:
+        message = one_line(err) if isinstance(err, LivedeadError) else f"{type(err).__name__}: {err}"
+        result.update(status="failed", value=None, error=message.strip().splitlines()[0])
+        (out / "error.log").write_text(traceback.format_exc())
+        if not multirun:
+            raise
+        print(f"train.py: job {out.name} failed: {result['error']} (traceback in {out / 'error.log'})")
+        value = math.nan
+    finally:
+        result["wall_s"] = round(time.perf_counter() - start, 1)
+        with atomic_path(out / "result.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2, default=str))
+    return value
+
+
+main = hydra.main(version_base="1.3", config_path="pkg://livedead.conf", config_name="train")(cli_errors(PROG)(run))
+
+
+def cli() -> None:
+    """The console command: unknown group options and unwritable output folders are caught before Hydra starts."""
+    argv = sys.argv[1:]
+    conf_dir = Path(str(files("livedead.conf")))
+    problem = resolvers.unknown_group_choice(argv, conf_dir) or resolvers.unwritable_output(argv)
+    if problem:
+        sys.exit(f"{PROG}: error: {problem}")
+    run_app(main, PROG)
+
+
+if __name__ == "__main__":
+    cli()

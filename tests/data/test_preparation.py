@@ -1,0 +1,248 @@
+import os
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+
+from livedead.data.labels import labels_from_stains
+from livedead.data.preparation import PrepareConfig, prepare
+from livedead.data.synthetic import PlateSpec, generate_plate
+from livedead.errors import LivedeadError
+from tests.conftest import assert_one_line_error, run_cli
+
+
+def test_final_file_layout(tiles_path):
+    with h5py.File(tiles_path) as f:
+        n = f["images"].shape[0]
+        assert f["images"].shape == (n, 1, 160, 160)
+        assert f["images"].dtype == np.uint16
+        assert f["labels"].shape == (n, 160, 160)
+        assert f["labels"].dtype == np.uint8
+        assert f["class_counts"].shape == (n, 3)
+        assert f["class_counts"].dtype == np.int64
+        assert f["origin"].shape == (n, 4)
+        assert f["origin"].dtype == np.int32
+        for name in ("images", "labels", "class_counts", "origin"):
+            assert f[name].chunks[0] == 50
+            assert f[name].chunks[1:] == f[name].shape[1:]
+        attrs = dict(f.attrs)
+    assert attrs["tile"] == 160
+    assert attrs["stride"] == 80
+    assert list(attrs["class_names"]) == ["background", "dapi", "cy5"]
+    assert attrs["format"] == "livedead-tiles/1"
+    assert attrs["format_version"] == 1
+    assert attrs["split_by"] == "well"
+    assert attrs["split_seed"] == 0
+    assert attrs["source"].endswith("plate.h5")
+    assert 0 < attrs["n_train"] < n
+
+
+def test_each_tile_is_the_raw_crop_at_its_origin_with_its_labels(tiles_path, plate_path):
+    with h5py.File(tiles_path) as f, h5py.File(plate_path) as p:
+        images, labels, counts, origin = (f[k][:] for k in ("images", "labels", "class_counts", "origin"))
+        raw = p["images"][:]
+    stain_labels = {}
+    for i, (w, t, y, x) in enumerate(origin):
+        np.testing.assert_array_equal(images[i, 0], raw[w, t, 0, y : y + 160, x : x + 160])
+        if (w, t) not in stain_labels:
+            stain_labels[w, t] = labels_from_stains(raw[w, t, 1], raw[w, t, 2])
+        np.testing.assert_array_equal(labels[i], stain_labels[w, t][y : y + 160, x : x + 160])
+        np.testing.assert_array_equal(counts[i], np.bincount(labels[i].ravel(), minlength=3))
+
+
+def test_only_multiclass_tiles_are_kept(tiles_path):
+    intermediate = tiles_path.with_name("tiles.all.h5")
+    with h5py.File(intermediate) as a, h5py.File(tiles_path) as f:
+        all_counts = a["class_counts"][:]
+        assert a["images"].chunks[0] == 50
+        multi = (all_counts > 0).sum(axis=1) > 1
+        kept = f["class_counts"][:]
+        assert len(kept) == multi.sum()
+        assert ((kept > 0).sum(axis=1) > 1).all()
+        assert f.attrs["tiles_seen"] == len(all_counts)
+
+
+def test_sparse_plate_drops_single_class_tiles(tmp_path):
+    plate = generate_plate(
+        tmp_path / "sparse.h5", PlateSpec(wells=2, timepoints=1, height=480, width=480, density=40), progress=False
+    )
+    summary = prepare(plate, tmp_path / "t.h5", PrepareConfig(labels="truth", progress=False))
+    assert 0 < summary.tiles_kept < summary.tiles_seen
+
+
+def test_split_by_well_is_disjoint_contiguous_and_seeded(tiles_path, plate_path, tmp_path):
+    with h5py.File(tiles_path) as f:
+        n_train = int(f.attrs["n_train"])
+        wells = f["origin"][:, 0]
+        val_units = list(f.attrs["val_units"])
+    assert set(wells[:n_train]).isdisjoint(wells[n_train:])
+    assert len(val_units) >= 1
+    assert len(set(wells[n_train:])) == len(val_units)
+    # A contiguous batch mixes images: the training order is shuffled, not image by image.
+    assert len(set(map(tuple, f_origin_head(tiles_path)))) > 1
+    again = tmp_path / "again.h5"
+    prepare(plate_path, again, PrepareConfig(chunk=50, progress=False))
+    with h5py.File(tiles_path) as a, h5py.File(again) as b:
+        np.testing.assert_array_equal(a["origin"][:], b["origin"][:])
+    other = tmp_path / "other.h5"
+    prepare(plate_path, other, PrepareConfig(chunk=50, seed=1, progress=False))
+    with h5py.File(tiles_path) as a, h5py.File(other) as b:
+        assert not np.array_equal(a["origin"][:], b["origin"][:])
+
+
+def f_origin_head(path, n=20):
+    with h5py.File(path) as f:
+        return f["origin"][:n, :2]
+
+
+def test_split_by_image_is_about_ninety_ten(plate_path, tmp_path):
+    out = tmp_path / "img.h5"
+    summary = prepare(plate_path, out, PrepareConfig(split_by="image", progress=False))
+    with h5py.File(out) as f:
+        origin = f["origin"][:]
+        n_train = int(f.attrs["n_train"])
+    train = set(map(tuple, origin[:n_train, :2]))
+    val = set(map(tuple, origin[n_train:, :2]))
+    assert train.isdisjoint(val)
+    assert 0.08 <= 1 - summary.n_train / summary.tiles_kept <= 0.3
+
+
+def test_tiff_folder_gives_the_same_tiles_as_hdf5(plate_path, tiles_path, tmp_path):
+    folder = tmp_path / "tiffs"
+    folder.mkdir()
+    with h5py.File(plate_path) as p:
+        for w in range(p["images"].shape[0]):
+            for t in range(p["images"].shape[1]):
+                tifffile.imwrite(folder / f"A{w + 1}_t{t:03d}.tif", p["images"][w, t], photometric="minisblack")
+    out = tmp_path / "from_tiff.h5"
+    cli = run_cli("livedead.prepare", f"input={folder}", f"output={out}", "chunk=50", "progress=false")
+    assert cli.returncode == 0, cli.stderr
+    assert "tiles kept" in cli.stdout
+    with h5py.File(out) as a, h5py.File(tiles_path) as b:
+        np.testing.assert_array_equal(a["images"][:], b["images"][:])
+        np.testing.assert_array_equal(a["labels"][:], b["labels"][:])
+        assert list(a.attrs["wells"]) == ["A1", "A2", "A3"]
+
+
+def test_memory_does_not_grow_with_tiles(tmp_path):
+    """Peak memory of prepare is one image and one chunk, not the plate (measured with tracemalloc)."""
+    import tracemalloc
+
+    peaks = []
+    for wells in (2, 6):
+        plate = generate_plate(
+            tmp_path / f"p{wells}.h5", PlateSpec(wells=wells, timepoints=2, height=320, width=320), progress=False
+        )
+        tracemalloc.start()
+        prepare(plate, tmp_path / f"t{wells}.h5", PrepareConfig(chunk=20, labels="truth", progress=False))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.3 * peaks[0], peaks
+
+
+# --- bad input: one clear line, a non-zero exit, nothing half-written -----------------------
+
+
+def _write_plate(path, images, channels=("brightfield", "hoechst", "draq7")):
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("images", data=images)
+        ds.attrs["channels"] = list(channels)
+    return path
+
+
+@pytest.fixture
+def out(tmp_path):
+    yield tmp_path / "tiles.h5"
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith("tiles")]
+    assert leftovers == [], f"a failed run left {leftovers}"
+
+
+def test_missing_file(tmp_path, out):
+    proc = run_cli("livedead.prepare", f"input={tmp_path / 'nope.h5'}", f"output={out}")
+    assert_one_line_error(proc, "nope.h5", "not found")
+
+
+def test_missing_input_key(out):
+    proc = run_cli("livedead.prepare", f"output={out}")
+    assert_one_line_error(proc, "input")
+
+
+def test_missing_dataset_key(tmp_path, out):
+    path = tmp_path / "nokey.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("pixels", data=np.zeros(3))
+    proc = run_cli("livedead.prepare", f"input={path}", f"output={out}")
+    assert_one_line_error(proc, "nokey.h5", "'/images'", "pixels")
+
+
+def test_wrong_dimensions(tmp_path, out):
+    path = _write_plate(tmp_path / "dims.h5", np.zeros((2, 3, 64, 64), np.uint16))
+    proc = run_cli("livedead.prepare", f"input={path}", f"output={out}")
+    assert_one_line_error(proc, "dims.h5", "5 dims", "(2, 3, 64, 64)")
+
+
+def test_channels_do_not_match(tmp_path, out):
+    path = _write_plate(tmp_path / "ch.h5", np.zeros((1, 1, 2, 200, 200), np.uint16))
+    proc = run_cli("livedead.prepare", f"input={path}", f"output={out}")
+    assert_one_line_error(proc, "ch.h5", "2 channels")
+    path = _write_plate(tmp_path / "names.h5", np.zeros((1, 1, 3, 200, 200), np.uint16), ("bf", "dapi", "cy5"))
+    proc = run_cli("livedead.prepare", f"input={path}", f"output={out}")
+    assert_one_line_error(proc, "names.h5", "brightfield", "'channels'")
+
+
+def test_tile_larger_than_image(plate_path, out):
+    proc = run_cli("livedead.prepare", f"input={plate_path}", f"output={out}", "tile=300")
+    assert_one_line_error(proc, "'tile'", "256", "300")
+
+
+@pytest.mark.parametrize("stride", [0, -80])
+def test_stride_not_positive(plate_path, out, stride):
+    proc = run_cli("livedead.prepare", f"input={plate_path}", f"output={out}", f"stride={stride}")
+    assert_one_line_error(proc, "'stride'", "> 0", str(stride))
+
+
+def test_no_tile_with_two_classes(tmp_path, out):
+    rng = np.random.default_rng(0)
+    path = _write_plate(tmp_path / "blank.h5", rng.normal(500, 5, (2, 1, 3, 200, 200)).astype(np.uint16))
+    proc = run_cli("livedead.prepare", f"input={path}", f"output={out}")
+    assert_one_line_error(proc, "blank.h5", "more than one class", "none")
+
+
+def test_truncated_hdf5(plate_path, tmp_path, out):
+    path = tmp_path / "cut.h5"
+    data = plate_path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    proc = run_cli("livedead.prepare", f"input={path}", f"output={out}")
+    assert_one_line_error(proc, "cut.h5", "HDF5")
+
+
+def test_failure_midway_leaves_nothing(plate_path, tmp_path):
+    """An error after tiles have been written leaves no output under any name."""
+    with pytest.raises(LivedeadError):
+        prepare(plate_path, tmp_path / "t.h5", PrepareConfig(split_by="well", val_fraction=0.1, seed=0, labels="x"))
+    bad_split = PrepareConfig(progress=False, keep_intermediate=True)
+    single = generate_plate(tmp_path / "one.h5", PlateSpec(wells=1, timepoints=1, height=200, width=200))
+    with pytest.raises(LivedeadError, match="at least 2 wells"):
+        prepare(single, tmp_path / "t.h5", bad_split)  # fails after the first pass has written every tile
+    assert sorted(os.listdir(tmp_path)) == ["one.h5"]
+
+
+def test_failure_while_writing_leaves_nothing(plate_path, tmp_path):
+    """The third of four images is unreadable: two images' tiles are already in the file (chunks of 5)."""
+    folder = tmp_path / "tiffs"
+    folder.mkdir()
+    with h5py.File(plate_path) as p:
+        for w, t in ((0, 0), (0, 1), (0, 2), (1, 0)):
+            tifffile.imwrite(folder / f"A{w + 1}_t{t:03d}.tif", p["images"][w, t], photometric="minisblack")
+    (folder / "A1_t002.tif").write_bytes(b"II*\x00 damaged in transfer")
+    out = tmp_path / "out"
+    with pytest.raises(LivedeadError, match=r"A1_t002.tif: expected a"):
+        prepare(folder, out / "t.h5", PrepareConfig(chunk=5, keep_intermediate=True, progress=False))
+    assert sorted(os.listdir(out)) == []
+
+
+def test_a_value_of_the_wrong_type_is_one_line(plate_path, out):
+    proc = run_cli("livedead.prepare", f"input={plate_path}", f"output={out}", "tile=abc")
+    assert_one_line_error(proc, "'tile'", "abc", "Integer")
+    assert proc.returncode == 2

@@ -1,0 +1,94 @@
+"""The whole-plate prediction, through its command ``livedead.predict``."""
+
+import csv
+import json
+
+import h5py
+import tifffile
+import torch
+
+from tests.conftest import assert_one_line_error, run_cli
+
+
+def test_end_to_end_counts_plots_and_metrics(tiny_ckpt, plate_path, tmp_path):
+    out = tmp_path / "pred"
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={out}", "progress=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "counts.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 9
+    assert {"well", "time", "live", "dead", "total", "dead_fraction", "true_live", "true_dead", "stain_live"} <= set(
+        rows[0]
+    )
+    for name in ("counts_over_time.png", "dead_fraction.png", "W01_t000_classes.tif", "W01_t000_overlay.png"):
+        assert (out / name).exists(), name
+    assert tifffile.imread(out / "W01_t000_classes.tif").shape == (256, 320)
+    metrics = json.loads((out / "metrics.json").read_text())
+    for scope in ("per_image", "per_tile"):
+        for source in ("model", "stains"):
+            assert {"mse_live", "mse_dead", "mae_live", "relative_error_total"} <= set(metrics[scope][source])
+    # the stain-derived reference counts close to the truth; it is the floor of the model's error
+    assert metrics["per_image"]["stains"]["relative_error_total"] < 0.1
+
+
+def test_held_out_wells_and_hdf5_probabilities(tiny_ckpt, plate_path, tmp_path):
+    out = tmp_path / "pred"
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={out}",
+                   "wells=held_out", "save=hdf5", "overlays=false", "progress=false")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "counts.csv", newline="") as f:
+        wells = {r["well"] for r in csv.DictReader(f)}
+    with h5py.File(next(out.glob("*_probs.h5"))) as f:
+        assert f["probs"].shape == (3, 256, 320)
+        assert f["classes"].shape == (256, 320)
+    assert len(wells) == 1
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def test_checkpoint_missing_or_not_livedead(tmp_path, plate_path):
+    proc = run_cli("livedead.predict", f"ckpt={tmp_path / 'no.ckpt'}", f"input={plate_path}", f"output={tmp_path}")
+    assert_one_line_error(proc, "no.ckpt", "not found", "'ckpt'")
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}}, other)
+    proc = run_cli("livedead.predict", f"ckpt={other}", f"input={plate_path}", f"output={tmp_path}")
+    assert_one_line_error(proc, "other.ckpt", "livedead checkpoint")
+    text = tmp_path / "text.ckpt"
+    text.write_text("hello")
+    assert_one_line_error(run_cli("livedead.predict", f"ckpt={text}", f"input={plate_path}", f"output={tmp_path}"),
+                          "text.ckpt", "expected a checkpoint", "unreadable")  # fmt: skip
+
+
+def test_checkpoint_trained_with_other_classes(tiny_ckpt, plate_path, tmp_path):
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={tmp_path}",
+                   "classes=[background,nucleus]")  # fmt: skip
+    assert_one_line_error(proc, "expected a model of classes ['background', 'nucleus']", "'dapi'")
+
+
+def test_failing_images_are_reported_and_the_rest_finish(tiny_ckpt, plate_path, tmp_path):
+    folder = tmp_path / "tiffs"
+    folder.mkdir()
+    with h5py.File(plate_path) as f:
+        good = f["images"][0, 0]
+    tifffile.imwrite(folder / "A1_t000.tif", good, photometric="minisblack")
+    tifffile.imwrite(folder / "A1_t001.tif", good[:2], photometric="minisblack")  # channels do not match
+    tifffile.imwrite(folder / "A1_t002.tif", good[:, :100, :100], photometric="minisblack")  # smaller than a tile
+    out = tmp_path / "pred"
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={folder}", f"output={out}", "progress=false")
+    assert proc.returncode != 0
+    failures = proc.stderr.splitlines()
+    assert len(failures) == 2, proc.stderr
+    assert "A1_t001: failed" in failures[0]
+    assert "expected 3 channels" in failures[0]
+    assert "A1_t002: failed" in failures[1]
+    assert "at least one 160x160 tile" in failures[1]
+    with open(out / "counts.csv", newline="") as f:
+        assert [r["time"] for r in csv.DictReader(f)] == ["0"]
+
+
+def test_a_value_of_the_wrong_type_is_one_line(tiny_ckpt, plate_path, tmp_path):
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={tmp_path / 'p'}",
+                   "batch_size=many")  # fmt: skip
+    assert_one_line_error(proc, "'batch_size'", "many", "Integer")
+    assert not (tmp_path / "p").exists()

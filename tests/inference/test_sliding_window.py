@@ -1,0 +1,56 @@
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from livedead.errors import LivedeadError
+from livedead.inference.sliding_window import LoadedModel, load_model, predict_image
+
+
+class Constant(nn.Module):
+    """A network whose output is the same logits everywhere."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.register_buffer("logits", torch.tensor(logits).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return self.logits.expand(x.shape[0], -1, *x.shape[-2:])
+
+
+def constant_model(logits=(0.3, 1.2, -0.5)):
+    return LoadedModel(Constant(list(logits)), ["background", "dapi", "cy5"], {"mode": "none"}, 160, 16)
+
+
+@pytest.mark.parametrize(("mode", "blending"), [("blend", "gaussian"), ("blend", "constant"), ("crop", "gaussian")])
+def test_blending_a_constant_output_gives_the_constant_with_no_seams(mode, blending):
+    model = constant_model()
+    expected = torch.tensor([0.3, 1.2, -0.5]).softmax(0).numpy()
+    probs = predict_image(model, np.zeros((517, 701), np.uint16), mode=mode, blending=blending, batch_size=7)
+    assert probs.shape == (3, 517, 701)
+    np.testing.assert_allclose(probs, np.broadcast_to(expected[:, None, None], probs.shape), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(333, 251), (160, 160), (401, 517)])
+@pytest.mark.parametrize("mode", ["blend", "crop"])
+def test_image_not_a_multiple_of_the_stride(tiny_ckpt, shape, mode):
+    model = load_model(tiny_ckpt)
+    image = np.random.default_rng(0).integers(1500, 2500, shape).astype(np.uint16)
+    probs = predict_image(model, image, mode=mode, window=192 if mode == "crop" else None, margin=16)
+    assert probs.shape == (3, *shape)
+    np.testing.assert_allclose(probs.sum(0), 1.0, rtol=1e-5)
+
+
+def test_crop_mode_agrees_with_blending(tiny_ckpt, plate_path):
+    model = load_model(tiny_ckpt)
+    with h5py.File(plate_path) as f:
+        image = f["images"][0, 0, 0]
+    a = predict_image(model, image).argmax(0)
+    b = predict_image(model, image, mode="crop", window=256, margin=32).argmax(0)
+    assert (a == b).mean() > 0.97
+
+
+def test_image_smaller_than_a_tile_in_python():
+    with pytest.raises(LivedeadError, match="at least one 160x160 tile"):
+        predict_image(constant_model(), np.zeros((100, 300)))

@@ -1,0 +1,107 @@
+import logging
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from livedead.data.datamodule import TileDataModule
+from livedead.errors import LivedeadError
+from livedead.model.module import LiveDeadModule, class_weights
+from livedead.model.unet import UNet
+from tests.conftest import make_module, make_trainer
+
+
+def test_class_weight_modes_on_known_counts():
+    counts = np.array([900, 90, 10])
+    torch.testing.assert_close(class_weights(counts, "none"), torch.ones(3))
+    torch.testing.assert_close(class_weights(counts, "inverse"), torch.tensor([1000 / 2700, 1000 / 270, 1000 / 30]))
+    torch.testing.assert_close(class_weights(counts, "median"), torch.tensor([0.1, 1.0, 9.0]))
+    torch.testing.assert_close(class_weights(counts, [1, 2, 3.5]), torch.tensor([1.0, 2.0, 3.5]))
+    torch.testing.assert_close(
+        class_weights(np.array([900, 100, 0]), "inverse"), torch.tensor([1000 / 2700, 1000 / 300, 0])
+    )
+    with pytest.raises(LivedeadError, match="expected 3 non-negative weights"):
+        class_weights(counts, [1, 2])
+    with pytest.raises(LivedeadError, match="class_weights"):
+        class_weights(counts, "sqrt")
+
+
+def test_two_epoch_fit_writes_scalars_pr_curves_and_images(fitted):
+    root, _, module = fitted
+    events = EventAccumulator(str(root / "tb" / "run"), size_guidance={"images": 0, "tensors": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    for name in (
+        "train/loss_epoch",
+        "val/loss",
+        "val/pr_auc/dapi",
+        "val/pr_auc/cy5",
+        "val/pr_auc/macro",
+        "val/precision/dapi",
+        "val/recall/cy5",
+        "val/f1/dapi",
+        "val/iou/cy5",
+        "hp_metric",
+    ):
+        assert name in tags["scalars"], name
+    assert len(events.Scalars("val/pr_auc/dapi")) >= 2
+    for tag in ("pr_curve/dapi", "pr_curve/cy5"):
+        assert events.SummaryMetadata(tag).plugin_data.plugin_name == "pr_curves"
+        assert len(events.Tensors(tag)) == 2
+    assert {"val/overlay", "val/confusion"} <= set(tags["images"])
+    overlays = events.Images("val/overlay")
+    assert [o.step for o in overlays] == [0, 1]
+    assert overlays[0].width >= 4 * 160
+    assert overlays[0].height == 160
+    # weights came from the training split's counts: background weighs least
+    w = module.class_weight
+    assert w[0] < w[1]
+    assert w[0] < w[2]
+
+
+def test_init_from_with_a_different_head(fitted, caplog):
+    root, _, _ = fitted
+    net = UNet(base_channels=4, depth=2, num_classes=2)
+    fresh_head = net.head.weight.detach().clone()
+    caplog.set_level(logging.INFO)
+    transferred = LiveDeadModule(
+        net=net,
+        optimizer=partial(torch.optim.Adam),
+        class_names=["bg", "nucleus"],
+        init_from=str(root / "ckpt" / "last.ckpt"),
+        freeze_encoder=True,
+    )
+    assert any("skipped 2 tensors: head.bias, head.weight" in r.getMessage() for r in caplog.records)
+    trained = torch.load(root / "ckpt" / "last.ckpt", weights_only=False)["state_dict"]
+    torch.testing.assert_close(transferred.net.down[0][0].weight, trained["net.down.0.0.weight"])
+    torch.testing.assert_close(transferred.net.head.weight, fresh_head)
+    assert not any(p.requires_grad for p in transferred.net.encoder.parameters())
+    assert all(p.requires_grad for p in transferred.net.merge.parameters())
+
+
+@pytest.mark.slow
+def test_resume_continues_at_the_right_epoch_with_scheduler_state(tiles_path, tmp_path):
+    def lrs(trainer):
+        return [g["lr"] for g in trainer.optimizers[0].param_groups]
+
+    torch.manual_seed(0)
+    straight = make_trainer(tmp_path / "straight", 3)
+    straight.fit(make_module(), datamodule=TileDataModule(tiles_path, batch_size=25, num_workers=0))
+
+    torch.manual_seed(0)
+    first = make_trainer(tmp_path / "split", 2)
+    first.fit(make_module(), datamodule=TileDataModule(tiles_path, batch_size=25, num_workers=0))
+    last = tmp_path / "split" / "ckpt" / "last.ckpt"
+    resumed = make_trainer(tmp_path / "split", 3)
+    module = make_module()
+    resumed.fit(module, datamodule=TileDataModule(tiles_path, batch_size=25, num_workers=0), ckpt_path=last)
+    assert resumed.current_epoch == 3
+    assert resumed.global_step == straight.global_step
+    scheduler = resumed.lr_scheduler_configs[0].scheduler
+    assert scheduler.last_epoch == straight.lr_scheduler_configs[0].scheduler.last_epoch == 3
+    assert lrs(resumed) == pytest.approx(lrs(straight))
+    events = EventAccumulator(str(tmp_path / "split" / "tb" / "run"))
+    events.Reload()
+    assert sorted({e.step for e in events.Scalars("val/pr_auc/macro")})[-1] >= 2 * resumed.num_training_batches

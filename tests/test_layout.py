@@ -1,0 +1,144 @@
+"""The package's shape: dependencies run one way, inference stays light, and an installed package works anywhere."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "livedead"
+COMMANDS = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "errors"}
+"""The top level of the package is its command line: one module per verb."""
+
+# What each folder may import of the package (besides livedead itself and livedead.errors).
+ALLOWED = {
+    "data": {"data"},
+    "model": {"model", "data", "viz"},
+    "inference": {"inference", "data", "model", "viz"},
+    "viz": {"viz"},
+    "config": {"config", "data", "model", "inference", "viz"},
+}
+# Modules of those folders that a folder may not import even so.
+FORBIDDEN = {"inference": {"livedead.model.module", "livedead.data.datamodule"}}
+HEAVY = ("lightning", "hydra", "torchmetrics", "matplotlib", "omegaconf")
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module a source file imports (absolute names), at any depth of the file."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def package_modules() -> dict[str, set[str]]:
+    """Every module of the package and the package modules it imports (``from livedead import X``: ``livedead``)."""
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in PACKAGE.rglob("*.py")
+    }
+    out = {}
+    for module, path in modules.items():
+        names = set()
+        for name in imports_of(path):
+            while name.startswith("livedead.") and name not in modules:
+                name = name.rpartition(".")[0]  # an attribute of a module, not a module
+            names.add(name)
+        out[module] = names
+    return out
+
+
+def test_dependencies_run_one_way():
+    problems = []
+    for module, imported in package_modules().items():
+        parts = module.split(".")
+        own = {i for i in imported if i.startswith("livedead.")}
+        for name in own:
+            target = name.split(".")
+            if len(target) >= 2 and target[1] in COMMANDS and len(target) == 2:
+                problems.append(f"{module} imports the command {name}")
+        if len(parts) < 3 or parts[1] not in ALLOWED:
+            continue
+        folder = parts[1]
+        for name in own:
+            target = name.split(".")[1]
+            if target not in ("errors", *ALLOWED[folder]) and target not in COMMANDS and target != name:
+                problems.append(f"{module} ({folder}) imports {name}")
+            if any(name == f or name.startswith(f + ".") for f in FORBIDDEN.get(folder, ())):
+                problems.append(f"{module} ({folder}) imports {name}")
+        if folder in ("data", "inference", "viz"):
+            heavy = {i for i in imported if i.split(".")[0] in ("hydra", "omegaconf")}
+            problems += [f"{module} ({folder}) imports {h}" for h in sorted(heavy)]
+        if folder == "inference":
+            heavy = {i for i in imported if i.split(".")[0] in HEAVY}
+            problems += [f"{module} (inference) imports {h}" for h in sorted(heavy)]
+    assert not problems, "\n".join(sorted(set(problems)))
+
+
+def test_the_checker_sees_a_backward_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from livedead.model.module import LiveDeadModule\n")
+    assert "livedead.model.module" in imports_of(bad)
+
+
+def test_importing_inference_loads_no_training_stack():
+    """A trained model deploys with torch and numpy: no Lightning, Hydra, torchmetrics or matplotlib."""
+    code = (
+        "import sys, time, torch\n"
+        "start = time.perf_counter()\n"
+        "import livedead.inference, livedead.inference.sliding_window, livedead.inference.counting\n"
+        "import livedead.inference.plate\n"
+        "print(time.perf_counter() - start)\n"
+        f"print(','.join(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
+        "print(','.join(m for m in ('livedead.model.module', 'livedead.data.datamodule') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seconds, heavy, training = proc.stdout.splitlines()
+    assert heavy == "", heavy
+    assert training == "", training
+    assert float(seconds) < 5.0  # about 0.9 s here; a generous bound, as the machine is shared
+
+
+def test_every_package_folder_is_installed():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(project["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert found | {"livedead.conf"} == listed
+    scripts = project["project"]["scripts"]
+    assert {v.split(":")[0].removeprefix("livedead.") for v in scripts.values()} == COMMANDS
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_runs_from_any_folder(tmp_path):
+    """``pip install .`` (not editable) carries the configs: a command runs from an empty folder outside the repo."""
+    site = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(ROOT)]
+    proc = subprocess.run(pip, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (site / "livedead" / "conf" / "train.yaml").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    check = [sys.executable, "-c", "import livedead; print(livedead.__file__)"]
+    where = subprocess.run(check, capture_output=True, text=True, cwd=empty, env=env, timeout=60)
+    assert where.stdout.strip().startswith(str(site)), where.stdout + where.stderr
+    tiny = ["debug=fdr", "data.synthetic.wells=2", "data.synthetic.timepoints=1", "data.synthetic.height=320",
+            "data.synthetic.width=320", "data.batch_size=10", "model.net.base_channels=2", "model.net.depth=2",
+            "callbacks.model_summary=null"]  # fmt: skip
+    proc = subprocess.run(
+        [str(site / "bin" / "livedead-train"), *tiny], capture_output=True, text=True, cwd=empty, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list((empty / "data" / "synthetic").glob("tiles-*.h5")), "the synthetic default was generated"
+    assert list((empty / "outputs" / "runs").glob("*/result.json"))
