@@ -68,6 +68,10 @@ class Plate:
     channels: list[str]
     has_truth: bool
     n_images: int
+    pixel_size_um: float | None = None
+    """From the plate's metadata (HDF5 ``attrs["pixel_size_um"]``), where it records one."""
+    time_interval_h: float | None = None
+    """Hours between time points, from the metadata (HDF5 ``attrs["time_interval_h"]``), where recorded."""
 
     def require(self, *names: str) -> None:
         """Fail with one line if a channel the caller needs is missing."""
@@ -134,6 +138,8 @@ def _hdf5_plate(path: Path, channels: Sequence[str] | None, images_key: str) -> 
             channels=names,
             has_truth=has_truth,
             n_images=ds.shape[0] * ds.shape[1],
+            pixel_size_um=float(f.attrs["pixel_size_um"]) if "pixel_size_um" in f.attrs else None,
+            time_interval_h=float(f.attrs["time_interval_h"]) if "time_interval_h" in f.attrs else None,
         )
 
     def images() -> Iterator[PlateImage]:

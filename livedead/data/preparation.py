@@ -30,6 +30,7 @@ from rich.table import Table
 from livedead import CLASS_NAMES
 from livedead.data.labels import labels_from_stains
 from livedead.data.plates import PLATE_CHANNELS, Plate, PlateImage, TiffLayout, open_plate
+from livedead.data.scale import NucleusScale, estimate_diameter
 from livedead.data.synthetic import PlateSpec, generate_plate
 from livedead.data.tilefile import FORMAT, ChunkAppender, copy_in_order, tile_rows
 from livedead.data.tiling import class_counts, tile_image, tile_starts
@@ -54,7 +55,13 @@ class PrepareConfig:
     """Channel order of TIFFs, or of an HDF5 plate without ``attrs["channels"]``."""
     tiff: TiffLayout = field(default_factory=TiffLayout)
     stains: dict[str, Any] = field(default_factory=dict)
-    """:func:`livedead.data.labels.labels_from_stains` options (threshold, min_snr, ...)."""
+    """:func:`livedead.data.labels.segment_channel` options (threshold, min_snr, local, min_area, ...)."""
+    diameter: Any = "auto"
+    """The nucleus diameter in px, or ``auto``: measured in each image's Hoechst channel."""
+    pixel_size_um: float | None = None
+    """The pixel size, if the plate does not record it (with ``nucleus_diameter_um``)."""
+    nucleus_diameter_um: float | None = None
+    """The nucleus diameter in micrometres: with a pixel size, it fixes ``diameter``."""
     keep_intermediate: bool = False
     """Keep ``<output>.all.h5``: every tile, before the multi-class filter."""
     progress: bool = True
@@ -69,6 +76,11 @@ class PrepareConfig:
         if not 0.0 < self.val_fraction < 1.0:
             raise LivedeadError(f"config key 'val_fraction': expected in (0, 1), found {self.val_fraction}")
         tile_starts(self.tile, self.tile, self.stride)  # validates tile > 0 and stride > 0
+        self.scale.fixed(self.pixel_size_um or 1.0)  # validates the diameter settings
+
+    @property
+    def scale(self) -> NucleusScale:
+        return NucleusScale(self.diameter, self.pixel_size_um, self.nucleus_diameter_um)
 
 
 @dataclass
@@ -80,10 +92,15 @@ class PrepareSummary:
     class_fractions: dict[str, float]
     bytes_written: int
     seconds: float
+    diameters: list[float] = field(default_factory=list)
+    """The nucleus diameter (px) each stain-labelled image was segmented with."""
 
 
-def _image_tiles(image: PlateImage, cfg: PrepareConfig, source: Path) -> dict[str, np.ndarray]:
-    """Label one image and cut it and its labels into tiles, with class counts and origins."""
+def _image_tiles(
+    image: PlateImage, cfg: PrepareConfig, source: Path, diameter: float | None
+) -> tuple[dict[str, np.ndarray], float | None]:
+    """Label one image and cut it and its labels into tiles, with class counts and origins; and the
+    nucleus diameter (px) the stains were segmented with (None for truth labels or no nuclei)."""
     if image.error:
         raise LivedeadError(image.error)
     if cfg.labels == "truth":
@@ -91,7 +108,9 @@ def _image_tiles(image: PlateImage, cfg: PrepareConfig, source: Path) -> dict[st
             raise LivedeadError(f"{source}: config labels=truth, but the plate has no '/truth/labels'")
         lab = image.truth
     else:
-        lab = labels_from_stains(image.channels["hoechst"], image.channels["draq7"], **cfg.stains)
+        hoechst, draq7 = image.channels["hoechst"], image.channels["draq7"]
+        diameter = diameter or estimate_diameter(hoechst) or estimate_diameter(draq7)
+        lab = labels_from_stains(hoechst, draq7, diameter=diameter, **cfg.stains)
     tiles, origins = tile_image(image.channels["brightfield"], cfg.tile, cfg.stride)
     lab_tiles, _ = tile_image(lab, cfg.tile, cfg.stride)
     n = len(tiles)
@@ -100,7 +119,7 @@ def _image_tiles(image: PlateImage, cfg: PrepareConfig, source: Path) -> dict[st
         "labels": lab_tiles,
         "class_counts": class_counts(lab_tiles, len(CLASS_NAMES)),
         "origin": np.column_stack([np.full(n, image.well), np.full(n, image.time), origins]).astype(np.int32),
-    }
+    }, (diameter if cfg.labels == "stains" else None)
 
 
 def choose_split(units: np.ndarray, n_units: int, val_fraction: float, seed: int, unit_names: list[str]) -> np.ndarray:
@@ -140,6 +159,8 @@ def prepare(source: str | Path, output: str | Path, cfg: PrepareConfig) -> Prepa
     nc = len(CLASS_NAMES)
     rows = tile_rows(cfg.tile, plate.dtype, nc)
     intermediate = output.with_name(output.stem + ".all.h5")
+    fixed = cfg.scale.fixed(plate.pixel_size_um)
+    diameters: list[float] = []
 
     with (
         Progress(disable=not cfg.progress) as bar,
@@ -149,16 +170,21 @@ def prepare(source: str | Path, output: str | Path, cfg: PrepareConfig) -> Prepa
             store = ChunkAppender(f, rows, cfg.chunk)
             task = bar.add_task("tiling images", total=plate.n_images)
             for image in images:
-                store.append(**_image_tiles(image, cfg, source))
+                arrays, diameter = _image_tiles(image, cfg, source, fixed)
+                store.append(**arrays)
+                if diameter is not None:
+                    diameters.append(float(diameter))
                 bar.advance(task)
             store.flush()
             f.attrs["format"] = FORMAT + "+intermediate"
-        summary = _write_final(tmp, output, plate, cfg, bar)
+        summary = _write_final(tmp, output, plate, cfg, bar, diameters)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _write_final(all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig, bar: Progress) -> PrepareSummary:
+def _write_final(
+    all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig, bar: Progress, diameters: list[float]
+) -> PrepareSummary:
     source, wells = plate.source, plate.wells
     with h5py.File(all_tiles, "r") as src:
         counts = src["class_counts"][:]
@@ -205,6 +231,8 @@ def _write_final(all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig
                     "source": str(source.resolve()),
                     "labels_source": cfg.labels,
                     "tiles_seen": seen,
+                    "nucleus_diameter_px": float(np.median(diameters)) if diameters else float("nan"),
+                    "nucleus_diameter_setting": str(cfg.scale.fixed(plate.pixel_size_um) or cfg.diameter),
                 }
             )
     return PrepareSummary(
@@ -215,6 +243,7 @@ def _write_final(all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig
         class_fractions={name: float(c / kept_counts.sum()) for name, c in zip(CLASS_NAMES, kept_counts, strict=True)},
         bytes_written=output.stat().st_size,
         seconds=0.0,
+        diameters=diameters,
     )
 
 
@@ -241,6 +270,11 @@ def print_summary(summary: PrepareSummary, output: Path, console: Console | None
     table.add_row("train / val tiles", f"{summary.n_train:,} / {summary.tiles_kept - summary.n_train:,}")
     table.add_row("validation", ", ".join(summary.val_units))
     table.add_row("class fractions", "  ".join(f"{k} {v:.3f}" for k, v in summary.class_fractions.items()))
+    if summary.diameters:
+        d = np.asarray(summary.diameters)
+        table.add_row(
+            "nucleus diameter", f"{np.median(d):.1f} px (median; {d.min():.1f}-{d.max():.1f} over {len(d)} images)"
+        )
     table.add_row("bytes written", f"{summary.bytes_written / 1e6:,.1f} MB")
     table.add_row("time", f"{summary.seconds:.1f} s")
     (console or Console()).print(table)

@@ -36,7 +36,7 @@ from livedead.errors import LivedeadError, atomic_path
 
 FORMAT = "livedead-plate/2"
 """Version 2 adds ``/truth/instances``; a cached plate of another version is made anew."""
-_MARGIN = 18  # cell centres stay this far inside the image, so every counted cell is whole
+_MARGIN = 18  # px at magnification 1: cell centres stay this far inside the image, so every counted cell is whole
 
 
 @dataclass(frozen=True)
@@ -59,15 +59,28 @@ class PlateSpec:
     """Fraction dead by the last time point in the most toxic well."""
     debris_per_mpx: float = 120.0
     motility: float = 2.0
-    """Standard deviation of a live cell's step between time points, in pixels."""
+    """Standard deviation of a live cell's step between time points, in pixels at magnification 1."""
+    time_interval_h: float = 0.25
+    """Hours between time points (the study imaged a well 70 times in 18 hours)."""
+    magnification: float = 1.0
+    """The same cells at this many times the default pixel density: sizes, distances, motility and
+    blur in pixels grow with it, cells and debris per megapixel fall with its square (the default
+    nucleus is about 10 px across)."""
+
+    @property
+    def margin(self) -> int:
+        """How far inside the image cell centres stay, so that every counted cell is whole (px)."""
+        return round(_MARGIN * self.magnification)
 
     def validate(self) -> None:
         for key in ("wells", "timepoints"):
             if getattr(self, key) < 1:
                 raise LivedeadError(f"config key '{key}': expected >= 1, found {getattr(self, key)}")
+        if not self.magnification > 0:
+            raise LivedeadError(f"config key 'magnification': expected > 0, found {self.magnification}")
         for key in ("height", "width"):
-            if getattr(self, key) < 4 * _MARGIN:
-                raise LivedeadError(f"config key '{key}': expected >= {4 * _MARGIN} px, found {getattr(self, key)}")
+            if getattr(self, key) < 4 * self.margin:
+                raise LivedeadError(f"config key '{key}': expected >= {4 * self.margin} px, found {getattr(self, key)}")
         for key in ("initial_dead_fraction", "base_dead_fraction", "max_dead_fraction"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise LivedeadError(f"config key '{key}': expected in [0, 1), found {getattr(self, key)}")
@@ -98,24 +111,23 @@ def death_hazards(spec: PlateSpec) -> np.ndarray:
     return 1.0 - (1.0 - final) ** (1.0 / steps)
 
 
-def _place_clustered(
-    rng: np.random.Generator, n: int, h: int, w: int, cluster_size: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _place_clustered(rng: np.random.Generator, n: int, spec: PlateSpec) -> tuple[np.ndarray, np.ndarray]:
     """Neyman-Scott placement with a soft minimum distance, so clusters touch but rarely overlap."""
     ys: list[float] = []
     xs: list[float] = []
-    min_d2 = 17.0**2
+    m, h, w, margin = spec.magnification, spec.height, spec.width, spec.margin
+    min_d2 = (17.0 * m) ** 2
     grid: dict[tuple[int, int], list[int]] = {}
-    cell = 24
+    cell = 24 * m
     tries = 0
     centre = None
     while len(ys) < n and tries < 60 * n:
         tries += 1
-        if centre is None or rng.random() < 1.0 / max(cluster_size, 1.0):
-            centre = (rng.uniform(_MARGIN, h - _MARGIN), rng.uniform(_MARGIN, w - _MARGIN))
-        y = centre[0] + rng.normal(0, 22)
-        x = centre[1] + rng.normal(0, 22)
-        if not (_MARGIN <= y < h - _MARGIN and _MARGIN <= x < w - _MARGIN):
+        if centre is None or rng.random() < 1.0 / max(spec.cluster_size, 1.0):
+            centre = (rng.uniform(margin, h - margin), rng.uniform(margin, w - margin))
+        y = centre[0] + rng.normal(0, 22 * m)
+        x = centre[1] + rng.normal(0, 22 * m)
+        if not (margin <= y < h - margin and margin <= x < w - margin):
             continue
         gy, gx = int(y // cell), int(x // cell)
         near = (j for dy in (-1, 0, 1) for dx in (-1, 0, 1) for j in grid.get((gy + dy, gx + dx), ()))
@@ -128,10 +140,11 @@ def _place_clustered(
 
 
 def initial_cells(spec: PlateSpec, rng: np.random.Generator) -> Cells:
-    n = max(1, rng.poisson(spec.density * spec.height * spec.width / 1e6))
-    y, x = _place_clustered(rng, n, spec.height, spec.width, spec.cluster_size)
+    m = spec.magnification
+    n = max(1, rng.poisson(spec.density * spec.height * spec.width / 1e6 / m**2))
+    y, x = _place_clustered(rng, n, spec)
     n = len(y)
-    a = rng.uniform(11.0, 16.0, n)
+    a = rng.uniform(11.0, 16.0, n) * m
     body = np.stack([a, a * rng.uniform(0.55, 0.85, n)], axis=1)
     nucleus = body * rng.uniform(0.42, 0.52, (n, 1))
     return Cells(
@@ -140,7 +153,7 @@ def initial_cells(spec: PlateSpec, rng: np.random.Generator) -> Cells:
         angle=rng.uniform(0, np.pi, n),
         body=body,
         nucleus=nucleus,
-        dead_radius=rng.uniform(6.5, 8.5, n),
+        dead_radius=rng.uniform(6.5, 8.5, n) * m,
         hoechst=rng.lognormal(np.log(1400), 0.35, n),
         draq7=rng.lognormal(np.log(1600), 0.45, n),
         alive=rng.random(n) >= spec.initial_dead_fraction,
@@ -156,15 +169,15 @@ def simulate_well(spec: PlateSpec, well: int) -> Iterator[Cells]:
         if t > 0:
             n = len(cells.y)
             cells.alive &= rng.random(n) >= hazard  # death is irreversible
-            step = np.where(cells.alive, spec.motility, 0.2)
-            cells.y = _reflect(cells.y + rng.normal(0, 1, n) * step, spec.height)
-            cells.x = _reflect(cells.x + rng.normal(0, 1, n) * step, spec.width)
+            step = np.where(cells.alive, spec.motility, 0.2) * spec.magnification
+            cells.y = _reflect(cells.y + rng.normal(0, 1, n) * step, spec.height, spec.margin)
+            cells.x = _reflect(cells.x + rng.normal(0, 1, n) * step, spec.width, spec.margin)
             cells.angle = cells.angle + np.where(cells.alive, rng.normal(0, 0.15, n), 0.0)
         yield Cells(**{f.name: np.copy(getattr(cells, f.name)) for f in fields(Cells)})
 
 
-def _reflect(v: np.ndarray, size: int) -> np.ndarray:
-    lo, hi = _MARGIN, size - _MARGIN - 1
+def _reflect(v: np.ndarray, size: int, margin: int) -> np.ndarray:
+    lo, hi = margin, size - margin - 1
     v = np.where(v < lo, 2 * lo - v, v)
     return np.clip(np.where(v > hi, 2 * hi - v, v), lo, hi)
 
@@ -206,6 +219,13 @@ def _camera(
         out[r : r + 256] = np.clip(np.rint(counts), 0, 65535)
 
 
+def _thickness(rho: np.ndarray) -> np.ndarray:
+    """Stain brightness at normalised radius ``rho``: a flattened nucleus is thickest in the middle,
+    so a widefield image of it is a low dome (0.6 at the rim, 1 at the centre) with a soft edge."""
+    inside = np.clip(rho, 0.0, 1.0)
+    return np.clip((1.08 - rho) / 0.16, 0, 1) * (0.6 + 0.4 * np.sqrt(1.0 - inside * inside))
+
+
 def render_image(spec: PlateSpec, cells: Cells, well: int, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one image: (3, H, W) uint16 channels, the (H, W) uint8 truth class map, and the (H, W)
     truth instances (nucleus of cell ``i`` is ``i + 1``, the same over time; uint16 up to 65,534 cells)."""
@@ -225,7 +245,7 @@ def render_image(spec: PlateSpec, cells: Cells, well: int, t: int) -> tuple[np.n
         na, nb = cells.nucleus[i]
         nbox, nrho = _ellipse_coords(cells.y[i], cells.x[i], na, nb, cells.angle[i], 1.2, shape)
         bf[nbox] += -0.035 * (nrho < 1) - 0.04 * np.exp(-(((nrho - 1.0) / 0.12) ** 2))
-        hoechst[nbox] += cells.hoechst[i] * np.clip((1.08 - nrho) / 0.16, 0, 1)
+        hoechst[nbox] += cells.hoechst[i] * _thickness(nrho)
         labels[nbox][nrho <= 1.0] = 1
         instances[nbox][nrho <= 1.0] = i + 1
 
@@ -235,27 +255,28 @@ def render_image(spec: PlateSpec, cells: Cells, well: int, t: int) -> tuple[np.n
         bf[box] += 0.22 * np.exp(-((rho / 0.45) ** 2)) - 0.14 * np.exp(-(((rho - 0.9) / 0.18) ** 2))
         nr = 0.68 * r
         nbox, nrho = _ellipse_coords(cells.y[i], cells.x[i], nr, nr * 0.95, cells.angle[i], 1.2, shape)
-        edge = np.clip((1.08 - nrho) / 0.16, 0, 1)
+        edge = _thickness(nrho)
         hoechst[nbox] += 1.6 * cells.hoechst[i] * edge  # condensed chromatin stains brighter
         draq7[nbox] += cells.draq7[i] * edge
         labels[nbox][nrho <= 1.0] = 2  # dead wins where nuclei touch
         instances[nbox][nrho <= 1.0] = i + 1
 
-    n_debris = rng.poisson(spec.debris_per_mpx * spec.height * spec.width / 1e6)
+    m = spec.magnification
+    n_debris = rng.poisson(spec.debris_per_mpx * spec.height * spec.width / 1e6 / m**2)
     for _ in range(n_debris):
         cy, cx = rng.uniform(0, spec.height), rng.uniform(0, spec.width)
-        r = rng.uniform(1.5, 4.5)
+        r = rng.uniform(1.5, 4.5) * m
         box, rho = _ellipse_coords(cy, cx, r, r * rng.uniform(0.4, 1.0), rng.uniform(0, np.pi), 2.0, shape)
         bf[box] += rng.choice([-1.0, 1.0]) * rng.uniform(0.08, 0.25) * np.exp(-(rho**2))
 
     image = np.empty((3, *shape), np.uint16)
-    ndimage.gaussian_filter(bf, rng.uniform(0.6, 1.4), output=bf)  # slight defocus
+    ndimage.gaussian_filter(bf, rng.uniform(0.6, 1.4) * m, output=bf)  # slight defocus
     bf += 1.0
     bf *= 2400.0 * _illumination(rng, *shape, 0.35)
     _camera(rng, bf, image[0])
     fl_illum = _illumination(rng, *shape, 0.25)
     for k, stain, offset in ((1, hoechst, 150.0), (2, draq7, 120.0)):
-        ndimage.gaussian_filter(stain, 1.0, output=stain)
+        ndimage.gaussian_filter(stain, m, output=stain)
         stain *= fl_illum
         stain += offset
         _camera(rng, stain, image[k])
@@ -280,6 +301,7 @@ def generate_plate(path: str | Path, spec: PlateSpec, progress: bool = True) -> 
         f.attrs["format"] = FORMAT
         f.attrs["spec"] = json.dumps(asdict(spec))
         f.attrs["wells"] = [f"W{i + 1:02d}" for i in range(w)]
+        f.attrs["time_interval_h"] = spec.time_interval_h
         task = bar.add_task("synthetic plate", total=w * t)
         for well in range(w):
             for tp, cells in enumerate(simulate_well(spec, well)):

@@ -1,9 +1,20 @@
-"""Count live and dead nuclei in a class map (predicted, or derived from stains: the same function).
+"""Count live and dead nuclei: instances in a foreground mask, split only where two nuclei touch.
 
-Nuclei are instances within the foreground (DAPI or Cy5 pixels): connected components, with
-touching nuclei split by a watershed of the distance transform (scikit-image), and objects
-smaller than ``min_size`` pixels dropped. A nucleus whose pixels are mostly class 2 (Cy5) is
-dead; otherwise it is live.
+One function, :func:`find_nuclei`, serves a predicted map and a map derived from stains. Its
+sizes are multiples of the typical nucleus diameter ``D`` (:mod:`livedead.data.scale`), measured
+in the foreground mask itself unless given:
+
+* touching nuclei are split by a marker-controlled watershed of the distance transform, whose
+  markers are the h-maxima of that transform with a depth of ``split_depth`` x D: two nuclei
+  meet at a neck, a dip of the distance map, while one elongated, lobed or irregular nucleus has
+  no dip that deep (the stain labelling keeps the darker seam between touching nuclei, so their
+  masks have that neck);
+* pieces under ``min_area`` of a typical nucleus's area (debris, micronuclei) are dropped;
+* a nucleus is dead where the mean of ``dead_map`` over its pixels exceeds one half: the
+  fraction of Cy5 pixels of a class map, or P(Cy5) / P(nucleus) of the network.
+
+On the stardist test image (125 hand-outlined nuclei) the stain labelling and this counting find
+122 to 123 nuclei at 0.5x, 1x and 2x, with a detection F1 of 0.955 to 0.96 (``tests/inference``).
 """
 
 from __future__ import annotations
@@ -12,16 +23,26 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from skimage.feature import peak_local_max
+from skimage import morphology
 from skimage.segmentation import watershed
+
+from livedead.data.scale import diameter_of_mask
+from livedead.errors import LivedeadError
+
+EIGHT = np.ones((3, 3), bool)
+MIN_DEPTH_PX = 0.8
+"""Dips of a digital distance map shallower than this are its digitisation (steps of 1 and 1.41 px), not necks."""
 
 
 @dataclass
 class Nuclei:
-    """Instances of one image: centroids (n, 2) as (y, x), and whether each is dead."""
+    """The nuclei of one image: instance labels (0 background, 1..n), centroids (n, 2) as (y, x), dead flags."""
 
+    instances: np.ndarray
     centroids: np.ndarray
     dead: np.ndarray
+    diameter: float | None = None
+    """The nucleus diameter (px) the instances were found with (None for given instances)."""
 
     def counts(self) -> dict[str, float]:
         live, dead = int((~self.dead).sum()), int(self.dead.sum())
@@ -29,49 +50,118 @@ class Nuclei:
         return {"live": live, "dead": dead, "total": total, "dead_fraction": dead / total if total else 0.0}
 
 
-def find_nuclei(class_map: np.ndarray, min_size: int = 20, min_distance: int = 5, split: bool = True) -> Nuclei:
-    """Instances of the nuclei in a class map (0 background, 1 live, 2 dead)."""
-    mask = class_map > 0
-    if split:
-        distance = ndimage.distance_transform_edt(mask)
-        components, _ = ndimage.label(mask)
-        peaks = peak_local_max(distance, min_distance=min_distance, labels=components, exclude_border=False)
-        markers = np.zeros(class_map.shape, np.int32)
-        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-        # components without a peak (tiny or flat) still get one marker
-        missing = np.setdiff1d(np.unique(components[mask]), np.unique(components[tuple(peaks.T)]))
-        for k, comp in enumerate(missing, len(peaks) + 1):
-            ys, xs = np.nonzero(components == comp)
-            markers[ys[len(ys) // 2], xs[len(xs) // 2]] = k
-        instances = watershed(-distance, markers, mask=mask)
-    else:
-        instances, _ = ndimage.label(mask)
-    return nuclei_from_instances(instances, class_map, min_size)
+def split_touching(mask: np.ndarray, depth: float) -> np.ndarray:
+    """Instances of a mask: a watershed of its distance transform from the tops of peaks at least ``depth`` px deep.
+
+    The markers are the regional maxima of the h-maxima transform (its flat tops), not the pixels
+    ``skimage.morphology.h_maxima`` returns: those are a peak's exact maxima, which on a digital
+    distance map can lie apart and would split one nucleus.
+    """
+    dist = ndimage.distance_transform_edt(mask)
+    tops = morphology.local_maxima(morphology.reconstruction(dist - depth, dist)) & mask
+    markers, n = ndimage.label(tops, structure=EIGHT)
+    instances = watershed(-dist, markers, mask=mask)
+    unseeded = mask & (instances == 0)  # a component without a top (none is left: a safeguard) is one nucleus
+    if unseeded.any():
+        components, _ = ndimage.label(unseeded)
+        instances[unseeded] = components[unseeded] + n
+    return instances
 
 
-def nuclei_from_instances(instances: np.ndarray, class_map: np.ndarray | None, min_size: int = 1) -> Nuclei:
-    """Nuclei of an instance mask (0 background, one id per nucleus) of at least ``min_size`` pixels;
-    a nucleus is dead where its pixels are mostly class 2 of ``class_map``."""
+def find_nuclei(
+    foreground: np.ndarray,
+    diameter: float | None = None,
+    dead_map: np.ndarray | None = None,
+    split_depth: float = 0.05,
+    min_area: float = 0.15,
+    split: bool = True,
+) -> Nuclei:
+    """The nuclei of a foreground mask (see the module docstring); ``diameter`` in px, None: measured."""
+    mask = np.asarray(foreground, bool)
+    diameter = diameter or diameter_of_mask(mask)
+    if diameter is None or not mask.any():  # nothing that looks like a nucleus
+        return nuclei_from_instances(np.zeros(mask.shape, np.int32), dead_map)
+    if not diameter > 0:
+        raise LivedeadError(f"nucleus diameter: expected > 0 px, found {diameter}")
+    depth = max(split_depth * diameter, MIN_DEPTH_PX)
+    instances = split_touching(mask, depth) if split else ndimage.label(mask)[0]
+    found = nuclei_from_instances(instances, dead_map, int(min_area * np.pi * diameter**2 / 4))
+    found.diameter = float(diameter)
+    return found
+
+
+def nuclei_from_instances(instances: np.ndarray, dead_map: np.ndarray | None, min_px: int = 1) -> Nuclei:
+    """The nuclei of an instance mask of at least ``min_px`` pixels, relabelled 1..n; dead where the
+    mean of ``dead_map`` over a nucleus exceeds one half (all live without one)."""
     mask = instances > 0
     ids = instances[mask]
-    if ids.size == 0:
-        return Nuclei(np.zeros((0, 2)), np.zeros(0, bool))
-    n = int(ids.max())
+    n = int(ids.max()) if ids.size else 0
     sizes = np.bincount(ids, minlength=n + 1)
+    keep = sizes >= max(min_px, 1)
+    keep[0] = False
+    kept = np.flatnonzero(keep)
+    relabel = np.zeros(n + 1, np.int32)
+    relabel[kept] = np.arange(1, len(kept) + 1)
     ys, xs = np.nonzero(mask)
-    cy = np.bincount(ids, weights=ys, minlength=n + 1) / np.maximum(sizes, 1)
-    cx = np.bincount(ids, weights=xs, minlength=n + 1) / np.maximum(sizes, 1)
-    dead_px = np.bincount(ids, weights=class_map[mask] == 2, minlength=n + 1) if class_map is not None else sizes * 0
-    keep = np.flatnonzero(sizes >= max(min_size, 1))
-    keep = keep[keep > 0]
-    return Nuclei(np.stack([cy[keep], cx[keep]], axis=1), dead_px[keep] * 2 > sizes[keep])
+    cy = np.bincount(ids, weights=ys, minlength=n + 1)[kept] / sizes[kept]
+    cx = np.bincount(ids, weights=xs, minlength=n + 1)[kept] / sizes[kept]
+    if dead_map is None:
+        dead = np.zeros(len(kept), bool)
+    else:
+        dead_px = np.bincount(ids, weights=np.asarray(dead_map, np.float64)[mask], minlength=n + 1)
+        dead = dead_px[kept] > sizes[kept] / 2
+    return Nuclei(relabel[instances], np.stack([cy, cx], axis=1).reshape(-1, 2), dead)
 
 
-def count_cells(
-    class_map: np.ndarray, min_size: int = 20, min_distance: int = 5, split: bool = True
-) -> dict[str, float]:
+def nuclei_from_class_map(class_map: np.ndarray, **options: float) -> Nuclei:
+    """The nuclei of a class map (0 background, 1 live, 2 dead): dead where most pixels are class 2."""
+    return find_nuclei(class_map > 0, dead_map=class_map == 2, **options)
+
+
+def nuclei_from_probabilities(probs: np.ndarray, threshold: float | None, **options: float) -> Nuclei:
+    """The nuclei of the network's class probabilities (C, H, W), C = 3.
+
+    Foreground is P(nucleus) = 1 - P(background) above ``threshold`` (calibrated on the validation
+    split, not the argmax of a class-weighted network; None: the argmax); a nucleus is dead where
+    its mean P(Cy5) / P(nucleus) exceeds one half.
+    """
+    nucleus = 1.0 - probs[0]
+    foreground = probs.argmax(0) > 0 if threshold is None else nucleus > threshold
+    return find_nuclei(foreground, dead_map=probs[2] / np.maximum(nucleus, 1e-6), **options)
+
+
+def class_map_of(nuclei: Nuclei) -> np.ndarray:
+    """The class map (uint8: 0 background, 1 live, 2 dead) of counted nuclei: what was counted, pixel by pixel."""
+    classes = np.zeros(len(nuclei.dead) + 1, np.uint8)
+    classes[1:] = np.where(nuclei.dead, 2, 1)
+    return classes[nuclei.instances]
+
+
+def count_cells(class_map: np.ndarray, **options: float) -> dict[str, float]:
     """``live``, ``dead``, ``total`` and ``dead_fraction`` of the nuclei in a class map."""
-    return find_nuclei(class_map, min_size, min_distance, split).counts()
+    return nuclei_from_class_map(class_map, **options).counts()
+
+
+def match_nuclei(found: Nuclei, truth: np.ndarray) -> dict[str, float]:
+    """Detection scores against true instances: a found nucleus matches the true one its centroid lies
+    in, one to one. Returns ``tp``, ``found``, ``true``, ``precision``, ``recall`` and ``f1``."""
+    n_true = len(np.unique(truth[truth > 0]))
+    n_found = len(found.centroids)
+    if n_found:
+        ys = np.clip(np.round(found.centroids[:, 0]).astype(int), 0, truth.shape[0] - 1)
+        xs = np.clip(np.round(found.centroids[:, 1]).astype(int), 0, truth.shape[1] - 1)
+        hit = truth[ys, xs]
+        tp = len(np.unique(hit[hit > 0]))
+    else:
+        tp = 0
+    return {
+        "tp": tp,
+        "found": n_found,
+        "true": n_true,
+        "precision": tp / n_found if n_found else float(n_true == 0),
+        "recall": tp / n_true if n_true else float(n_found == 0),
+        "f1": 2 * tp / (n_found + n_true) if n_found + n_true else 1.0,
+    }
 
 
 def per_tile_counts(nuclei: Nuclei, shape: tuple[int, int], tile: int = 160) -> np.ndarray:

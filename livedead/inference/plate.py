@@ -35,11 +35,20 @@ from rich.progress import Progress
 from livedead import CLASS_NAMES
 from livedead.data.labels import labels_from_stains
 from livedead.data.plates import PLATE_CHANNELS, PlateImage, TiffLayout, open_plate
+from livedead.data.scale import NucleusScale, estimate_diameter
 from livedead.errors import LivedeadError, atomic_path, one_line
-from livedead.inference.counting import Nuclei, find_nuclei, nuclei_from_instances, per_tile_counts
+from livedead.inference.counting import (
+    Nuclei,
+    class_map_of,
+    match_nuclei,
+    nuclei_from_class_map,
+    nuclei_from_instances,
+    nuclei_from_probabilities,
+    per_tile_counts,
+)
 from livedead.inference.sliding_window import LoadedModel, load_model, predict_image
 from livedead.model.checkpoint import read_checkpoint
-from livedead.viz.overlays import class_overlay
+from livedead.viz.overlays import nuclei_overlay
 
 
 @dataclass(kw_only=True)
@@ -80,10 +89,17 @@ class PredictConfig:
     progress: bool = True
     count_tile: int = 160
     """The grid of the per-tile count evaluation."""
-    counting: dict[str, Any] = field(default_factory=lambda: {"min_size": 20, "min_distance": 5, "split": True})
-    """:func:`livedead.inference.counting.find_nuclei` options."""
-    stains: dict[str, Any] = field(default_factory=lambda: {"threshold": "otsu"})
-    """:func:`livedead.data.labels.labels_from_stains` options, for the stain-derived reference counts."""
+    counting: dict[str, Any] = field(default_factory=dict)
+    """:func:`livedead.inference.counting.find_nuclei` options (split_depth, min_area, split)."""
+    stains: dict[str, Any] = field(default_factory=dict)
+    """:func:`livedead.data.labels.segment_channel` options, for the stain-derived reference counts."""
+    diameter: Any = "auto"
+    """The nucleus diameter in px, or ``auto``: measured in each image (in the predicted nuclei, and
+    in the Hoechst channel for the stain-derived reference)."""
+    pixel_size_um: float | None = None
+    """The pixel size, if the plate does not record it (with ``nucleus_diameter_um``)."""
+    nucleus_diameter_um: float | None = None
+    """The nucleus diameter in micrometres: with a pixel size, it fixes ``diameter``."""
 
 
 console = Console()
@@ -94,25 +110,33 @@ class Truth:
 
     def __init__(self, path: Path) -> None:
         self.counts: np.ndarray | None = None
-        self.instances = False
+        self.has_instances = False
         if path.is_file():
             with h5py.File(path, "r") as f:
                 if "truth/live_count" in f and "truth/dead_count" in f:
                     self.counts = np.stack([f["truth/live_count"][:], f["truth/dead_count"][:]], axis=-1)
-                self.instances = "truth/instances" in f
+                self.has_instances = "truth/instances" in f
         self.path = path
 
-    def nuclei(self, image: PlateImage) -> Nuclei | None:
+    def instances(self, image: PlateImage) -> np.ndarray | None:
+        """The true nucleus of every cell of one image (0 background), where the plate records them."""
+        if not self.has_instances:
+            return None
+        with h5py.File(self.path, "r") as f:
+            return f["truth/instances"][image.well, image.time].astype(np.int64)
+
+    def nuclei(self, image: PlateImage, instances: np.ndarray | None) -> Nuclei | None:
         """True nuclei of one image: from the plate's instance masks, else counted in its truth class map."""
-        if self.instances:
-            with h5py.File(self.path, "r") as f:
-                return nuclei_from_instances(f["truth/instances"][image.well, image.time], image.truth)
-        return find_nuclei(image.truth) if image.truth is not None else None
+        if instances is not None:
+            return nuclei_from_instances(instances, image.truth == 2 if image.truth is not None else None)
+        return nuclei_from_class_map(image.truth) if image.truth is not None else None
 
 
 def save_outputs(
-    out: Path, name: str, probs: np.ndarray, class_map: np.ndarray, image: np.ndarray, cfg: PredictConfig
+    out: Path, name: str, probs: np.ndarray, nuclei: Nuclei, image: np.ndarray, cfg: PredictConfig
 ) -> None:
+    """The class map of the counted nuclei (TIFF) or the probabilities with it (HDF5), and the overlay PNG."""
+    class_map = class_map_of(nuclei)
     if cfg.save == "tiff":
         with atomic_path(out / f"{name}_classes.tif") as tmp:
             tifffile.imwrite(tmp, class_map, compression="zlib")
@@ -122,7 +146,7 @@ def save_outputs(
             f.create_dataset("classes", data=class_map, compression="gzip", chunks=True)
     if cfg.overlays:
         with atomic_path(out / f"{name}_overlay.png") as tmp:
-            Image.fromarray(class_overlay(image, class_map)).save(tmp)
+            Image.fromarray(nuclei_overlay(image, nuclei.instances, nuclei.dead)).save(tmp)
 
 
 def count_errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -166,11 +190,15 @@ def run(cfg: PredictConfig) -> tuple[list[dict[str, Any]], int]:
         raise LivedeadError(
             f"config key 'wells': expected wells of {source} ({', '.join(plate.wells)}), found {unknown}"
         )
+    diameter = NucleusScale(cfg.diameter, cfg.pixel_size_um, cfg.nucleus_diameter_um).fixed(plate.pixel_size_um)
+    if model.foreground_threshold is None:
+        console.print(f"{ckpt}: no calibrated foreground threshold (an older checkpoint): counting the argmax")
     out.mkdir(parents=True, exist_ok=True)
     truth = Truth(source)
     stains = "hoechst" in plate.channels and "draq7" in plate.channels
     rows: list[dict[str, Any]] = []
     tiles: dict[str, list[np.ndarray]] = {"model": [], "stains": [], "truth": []}
+    detection: dict[str, list[dict[str, float]]] = {"model": [], "stains": []}
     failures = 0
     selected = (im for im in images if plate.wells[im.well] in wells)
     with Progress(console=console, disable=not cfg.progress) as bar:
@@ -178,8 +206,10 @@ def run(cfg: PredictConfig) -> tuple[list[dict[str, Any]], int]:
         for image in selected:
             name = f"{plate.wells[image.well]}_t{image.time:03d}"
             try:
-                result = _predict_one(model, image, plate.wells, truth, stains, cfg, device)
-                save_outputs(out, name, result.probs, result.class_map, image.channels["brightfield"], cfg)
+                result = _predict_one(model, image, plate.wells, truth, stains, diameter, cfg, device)
+                if plate.time_interval_h is not None:
+                    result.row["time_h"] = round(image.time * plate.time_interval_h, 4)
+                save_outputs(out, name, result.probs, result.nuclei, image.channels["brightfield"], cfg)
             except (LivedeadError, ValueError, RuntimeError) as err:
                 failures += 1
                 msg = one_line(err) if isinstance(err, LivedeadError) else f"{type(err).__name__}: {err}"
@@ -188,11 +218,13 @@ def run(cfg: PredictConfig) -> tuple[list[dict[str, Any]], int]:
                 rows.append(result.row)
                 for k, v in result.tiles.items():
                     tiles[k].append(v)
+                for k, v in result.detection.items():
+                    detection[k].append(v)
             bar.advance(task)
     if rows:
         _write_counts(rows, out)
         if "true_live" in rows[0]:
-            _write_metrics(rows, tiles, out, cfg.count_tile)
+            _write_metrics(rows, tiles, detection, out, cfg.count_tile)
     console.print(
         f"wrote {len(rows)} images' predictions and counts to {out}" + (f"; {failures} failed" if failures else "")
     )
@@ -201,12 +233,13 @@ def run(cfg: PredictConfig) -> tuple[list[dict[str, Any]], int]:
 
 @dataclass
 class ImageResult:
-    """What one image gives: its row of ``counts.csv``, per-tile counts by source, and its maps."""
+    """What one image gives: its row of ``counts.csv``, per-tile counts and detection scores by source, its maps."""
 
     row: dict[str, Any]
     tiles: dict[str, np.ndarray]
+    detection: dict[str, dict[str, float]]
     probs: np.ndarray
-    class_map: np.ndarray
+    nuclei: Nuclei
 
 
 def _predict_one(
@@ -215,6 +248,7 @@ def _predict_one(
     well_names: list[str],
     truth: Truth,
     stains: bool,
+    diameter: float | None,
     cfg: PredictConfig,
     device: str,
 ) -> ImageResult:
@@ -223,22 +257,31 @@ def _predict_one(
     raw = image.channels["brightfield"]
     probs = predict_image(model, raw, cfg.mode, cfg.overlap, cfg.blending, cfg.window, cfg.margin,
                           cfg.batch_size, cfg.tta, device)  # fmt: skip
-    class_map = probs.argmax(0).astype(np.uint8)
-    nuclei = find_nuclei(class_map, **cfg.counting)
+    nuclei = nuclei_from_probabilities(probs, model.foreground_threshold, diameter=diameter, **cfg.counting)
     row: dict[str, Any] = {"well": well_names[image.well], "time": image.time, **nuclei.counts()}
+    row["diameter_px"] = round(nuclei.diameter, 2) if nuclei.diameter else None
     tiles = {"model": per_tile_counts(nuclei, raw.shape, cfg.count_tile)}
+    detection: dict[str, dict[str, float]] = {}
     if truth.counts is not None:
         row["true_live"], row["true_dead"] = (int(v) for v in truth.counts[image.well, image.time])
-    true_nuclei = truth.nuclei(image)
+    true_instances = truth.instances(image)
+    true_nuclei = truth.nuclei(image, true_instances)
     if true_nuclei is not None:
         tiles["truth"] = per_tile_counts(true_nuclei, raw.shape, cfg.count_tile)
+    if true_instances is not None:
+        detection["model"] = match_nuclei(nuclei, true_instances)
     if stains:
-        stain_map = labels_from_stains(image.channels["hoechst"], image.channels["draq7"], **cfg.stains)
-        stain_nuclei = find_nuclei(stain_map, **cfg.counting)
+        hoechst, draq7 = image.channels["hoechst"], image.channels["draq7"]
+        stain_diameter = diameter or estimate_diameter(hoechst) or estimate_diameter(draq7)
+        stain_map = labels_from_stains(hoechst, draq7, diameter=stain_diameter, **cfg.stains)
+        stain_nuclei = nuclei_from_class_map(stain_map, diameter=stain_diameter, **cfg.counting)
         stain_counts = stain_nuclei.counts()
         row["stain_live"], row["stain_dead"] = stain_counts["live"], stain_counts["dead"]
+        row["stain_diameter_px"] = round(stain_diameter, 2) if stain_diameter else None
         tiles["stains"] = per_tile_counts(stain_nuclei, raw.shape, cfg.count_tile)
-    return ImageResult(row, tiles, probs, class_map)
+        if true_instances is not None:
+            detection["stains"] = match_nuclei(stain_nuclei, true_instances)
+    return ImageResult(row, tiles, detection, probs, nuclei)
 
 
 def _write_counts(rows: list[dict[str, Any]], out: Path) -> None:
@@ -249,7 +292,25 @@ def _write_counts(rows: list[dict[str, Any]], out: Path) -> None:
         writer.writerows(rows)
 
 
-def _write_metrics(rows: list[dict[str, Any]], tiles: dict[str, list[np.ndarray]], out: Path, tile_px: int) -> None:
+def detection_scores(per_image: list[dict[str, float]]) -> dict[str, float]:
+    """Precision, recall and F1 of nucleus detection over images: true positives, found and true nuclei summed."""
+    tp, found, true = (sum(d[k] for d in per_image) for k in ("tp", "found", "true"))
+    return {
+        "precision": tp / found if found else float(true == 0),
+        "recall": tp / true if true else float(found == 0),
+        "f1": 2 * tp / (found + true) if found + true else 1.0,
+        "found": found,
+        "true": true,
+    }
+
+
+def _write_metrics(
+    rows: list[dict[str, Any]],
+    tiles: dict[str, list[np.ndarray]],
+    detection: dict[str, list[dict[str, float]]],
+    out: Path,
+    tile_px: int,
+) -> None:
     true = np.array([[r["true_live"], r["true_dead"]] for r in rows])
     metrics: dict[str, Any] = {
         "per_image": {"model": count_errors(np.array([[r["live"], r["dead"]] for r in rows]), true)}
@@ -264,6 +325,8 @@ def _write_metrics(rows: list[dict[str, Any]], tiles: dict[str, list[np.ndarray]
             k: count_errors(np.concatenate(v), true_tiles) for k, v in tiles.items() if v and k != "truth"
         }
         metrics["per_tile"]["tile_px"] = tile_px
+    if detection["model"]:
+        metrics["detection"] = {k: detection_scores(v) for k, v in detection.items() if v}
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))
     pi = metrics["per_image"]["model"]
@@ -274,3 +337,6 @@ def _write_metrics(rows: list[dict[str, Any]], tiles: dict[str, list[np.ndarray]
         console.print(
             f"count MSE per {tile_px}-px tile: {pt['mse']:.3f} (live {pt['mse_live']:.3f}, dead {pt['mse_dead']:.3f})"
         )
+    if "detection" in metrics:
+        d = metrics["detection"]["model"]
+        console.print(f"nucleus detection: precision {d['precision']:.3f}, recall {d['recall']:.3f}, F1 {d['f1']:.3f}")

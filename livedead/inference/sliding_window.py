@@ -41,6 +41,9 @@ class LoadedModel:
     normalization: dict[str, Any]
     tile: int
     divisor: int
+    foreground_threshold: float | None = None
+    """P(nucleus) above which a pixel is counted as nucleus, calibrated on the validation split
+    (None for checkpoints written before the calibration: counting then uses the argmax)."""
 
     def normalize(self, image: np.ndarray) -> torch.Tensor:
         """A raw (H, W) image as float32 network input, normalised as in training."""
@@ -54,7 +57,8 @@ def load_model(ckpt: str | Path, device: str | torch.device = "cpu", tile: int =
     # channels-last: oneDNN's convolutions run about twice as fast in it on a CPU (and GPUs favour it too)
     net.to(device, memory_format=torch.channels_last)
     divisor = int(getattr(net, "size_divisor", 1))
-    return LoadedModel(net, list(info["class_names"]), dict(info["normalization"]), tile, divisor)
+    threshold = info.get("foreground_threshold")
+    return LoadedModel(net, list(info["class_names"]), dict(info["normalization"]), tile, divisor, threshold)
 
 
 def gaussian_map(size: int, sigma_scale: float = 1 / 8) -> np.ndarray:

@@ -88,3 +88,42 @@ def confusion_scores(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
     f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
     iou = tp / (predicted + actual - tp).clamp_min(1)
     return {"precision": precision.float(), "recall": recall.float(), "f1": f1.float(), "iou": iou.float()}
+
+
+class AreaMatchedThreshold(Metric):
+    """The threshold on P(nucleus) = 1 - P(background) at which the predicted foreground has the true area.
+
+    A network trained with class weights paints nuclei fat: its argmax over-covers, and merges
+    neighbours. Counting thresholds P(nucleus) instead, at the level where the predicted foreground
+    covers as many validation pixels as the labelled one. Like :class:`BinnedPRCurve`, it keeps a
+    histogram (``bins`` bins of P(nucleus), for true background and true nucleus pixels), so it is
+    linear in pixels and syncs under DDP.
+
+    Example:
+        >>> nucleus = torch.tensor([0.9, 0.6, 0.3, 0.2]).view(1, 1, 4)  # P(nucleus) of four pixels
+        >>> probs = torch.stack([1 - nucleus, nucleus / 2, nucleus / 2], dim=1)  # (B, C, H, W)
+        >>> metric = AreaMatchedThreshold(bins=10)
+        >>> metric.update(probs, torch.tensor([[[2, 1, 0, 0]]]))  # two nucleus pixels
+        >>> round(float(metric.compute()), 2)  # P(nucleus) >= 0.4 covers two pixels
+        0.4
+    """
+
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, bins: int = 200, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.bins = bins
+        self.add_state("hist", torch.zeros(2, bins, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
+        nucleus = 1.0 - probs.detach()[:, 0]
+        bins = (nucleus * self.bins).to(torch.long).clamp_(0, self.bins - 1)
+        key = bins + self.bins * (target > 0).to(torch.long)
+        self.hist += torch.bincount(key.flatten(), minlength=2 * self.bins).view(2, self.bins)
+
+    def compute(self) -> torch.Tensor:
+        at_or_above = self.hist.sum(0).flip(0).cumsum(0).flip(0)  # pixels with P(nucleus) >= b / bins
+        true_area = self.hist[1].sum()
+        first = int(torch.nonzero(at_or_above <= true_area)[0]) if bool((at_or_above <= true_area).any()) else 0
+        return torch.tensor(first / self.bins, dtype=torch.float32)

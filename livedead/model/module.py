@@ -9,6 +9,10 @@ epoch), ``val/precision/<class>``, ``val/recall``, ``val/f1``, ``val/iou``, the 
 the two stains (``val/pr_auc/macro``, also the ``hp_metric``), and the losses. With a
 TensorBoard logger it also writes PR curves per class, an overlay of fixed validation tiles
 (true positives green, errors red for Cy5 and blue for DAPI), and a confusion matrix.
+
+Each validation also calibrates counting: ``val/foreground_threshold`` is the P(nucleus) at which
+the predicted foreground has the labelled area (:class:`livedead.model.metrics.AreaMatchedThreshold`);
+checkpoints carry it, and ``livedead.predict`` counts nuclei above it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from livedead import CLASS_NAMES
 from livedead.errors import LivedeadError
 from livedead.model.checkpoint import load_matching_weights, net_spec
-from livedead.model.metrics import BinnedPRCurve, argmax_classes, confusion_scores
+from livedead.model.metrics import AreaMatchedThreshold, BinnedPRCurve, argmax_classes, confusion_scores
 from livedead.viz.figures import confusion_figure
 from livedead.viz.overlays import overlay_grid
 
@@ -116,6 +120,8 @@ class LiveDeadModule(L.LightningModule):
         self.val_pr = BinnedPRCurve(n, pr_thresholds)
         # argmax_classes gives valid class indices: the format checks would only cost time
         self.val_confusion = MulticlassConfusionMatrix(n, validate_args=False)
+        self.val_threshold = AreaMatchedThreshold(pr_thresholds)
+        self.foreground_threshold: float | None = None  # counting's P(nucleus) threshold, from validation
         self.overlay_images: torch.Tensor | None = None
         self.overlay_labels: torch.Tensor | None = None
         if init_from:
@@ -155,6 +161,7 @@ class LiveDeadModule(L.LightningModule):
             "class_names": self.class_names,
             "net": self.net_spec,
             "normalization": getattr(self, "normalization", None),
+            "foreground_threshold": self.foreground_threshold,
         }
 
     def configure_optimizers(self) -> Any:
@@ -184,7 +191,9 @@ class LiveDeadModule(L.LightningModule):
         label = batch["label"]
         loss = self._loss(logits, label)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(label), sync_dist=True)
-        self.val_pr.update(logits.softmax(dim=1), label)
+        probs = logits.softmax(dim=1)
+        self.val_pr.update(probs, label)
+        self.val_threshold.update(probs, label)
         self.val_confusion.update(argmax_classes(logits), label)
 
     def on_validation_epoch_end(self) -> None:
@@ -197,6 +206,9 @@ class LiveDeadModule(L.LightningModule):
             self.log(f"val/pr_auc/{name}", ap[c])
             for key, values in scores.items():
                 self.log(f"val/{key}/{name}", values[c])
+        threshold = self.val_threshold.compute()
+        self.foreground_threshold = float(threshold)
+        self.log("val/foreground_threshold", threshold)
         macro = torch.nanmean(ap[1:])
         self.log("val/pr_auc/macro", macro, prog_bar=True)
         self.log("hp_metric", macro)
@@ -204,6 +216,7 @@ class LiveDeadModule(L.LightningModule):
             self._log_images(confusion)
         self.val_pr.reset()
         self.val_confusion.reset()
+        self.val_threshold.reset()
 
     # -- images ---------------------------------------------------------------------------
     def _log_images(self, confusion: torch.Tensor) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from livedead.errors import atomic_path
 
@@ -39,22 +40,38 @@ def confusion_figure(confusion: np.ndarray, class_names: Sequence[str]) -> Figur
 
 
 def plot_counts(rows: list[dict[str, Any]], out: Path) -> None:
-    """Live and dead counts over time per well, and the dead fraction over time, one line per well."""
+    """``counts_over_time.png`` (live and dead cells per well) and ``dead_fraction.png``, the model's counts
+    as solid lines, with the truth (or, lacking it, the stain-derived counts) dotted beside them.
+
+    The time axis is in hours where the rows carry ``time_h`` (the plate records its interval), else
+    in time points; either way, whole ticks.
+    """
     wells = sorted({r["well"] for r in rows})
-    fig = Figure(figsize=(8, 4.5), dpi=110)
-    ax = fig.subplots()
-    fig2 = Figure(figsize=(8, 4.5), dpi=110)
-    ax2 = fig2.subplots()
+    reference = "true" if "true_live" in rows[0] else "stain" if "stain_live" in rows[0] else None
+    name = {"true": "truth", "stain": "stains"}.get(reference or "", "")
+    hours = all(r.get("time_h") is not None for r in rows)
+    fig, fig2 = Figure(figsize=(8, 4.5), dpi=110), Figure(figsize=(8, 4.5), dpi=110)
+    ax, ax2 = fig.subplots(), fig2.subplots()
     for i, well in enumerate(wells):
         rs = sorted((r for r in rows if r["well"] == well), key=lambda r: r["time"])
-        t = [r["time"] for r in rs]
+        t = [r["time_h"] if hours else r["time"] for r in rs]
         colour = f"C{i % 10}"
         ax.plot(t, [r["live"] for r in rs], "-o", color=colour, ms=3, label=f"{well} live")
         ax.plot(t, [r["dead"] for r in rs], "--s", color=colour, ms=3, label=f"{well} dead")
         ax2.plot(t, [r["dead_fraction"] for r in rs], "-o", color=colour, ms=3, label=well)
-    ax.set(xlabel="time point", ylabel="cells", title="live (solid) and dead (dashed) cells per well")
-    ax2.set(xlabel="time point", ylabel="dead fraction", title="dead fraction over time", ylim=(0, 1))
+        if reference:
+            live = np.array([float(r[f"{reference}_live"]) for r in rs])
+            dead = np.array([float(r[f"{reference}_dead"]) for r in rs])
+            label = f"{well} {name}" if i == 0 else None
+            ax.plot(t, live, ":", color=colour, lw=1.5, label=label)
+            ax.plot(t, dead, ":", color=colour, lw=1.5)
+            ax2.plot(t, dead / np.maximum(live + dead, 1), ":", color=colour, lw=1.5, label=label)
+    unit = "time (h)" if hours else "time point"
+    extra = f"; dotted: {name}" if reference else ""
+    ax.set(xlabel=unit, ylabel="cells", title=f"live (solid) and dead (dashed) cells per well{extra}")
+    ax2.set(xlabel=unit, ylabel="dead fraction", title=f"dead fraction over time{extra}", ylim=(0, 1))
     for a, f, name in ((ax, fig, "counts_over_time.png"), (ax2, fig2, "dead_fraction.png")):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.grid(alpha=0.3)
         a.legend(fontsize=7, ncol=2)
         f.tight_layout()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from skimage.segmentation import find_boundaries
 
 GREEN, RED, BLUE = (np.array(c, np.float32) for c in ((0.1, 0.9, 0.1), (1.0, 0.1, 0.1), (0.15, 0.35, 1.0)))
 
@@ -51,10 +52,12 @@ def overlay_grid(
     return (grid * 255).round().astype(np.uint8)
 
 
-def class_overlay(image: np.ndarray, class_map: np.ndarray) -> np.ndarray:
-    """uint8 RGB of an image in grey with live nuclei green and dead nuclei red."""
+def nuclei_overlay(image: np.ndarray, instances: np.ndarray, dead: np.ndarray) -> np.ndarray:
+    """uint8 RGB of an image in grey with each counted nucleus outlined, green live and red dead,
+    so that splits and merges show at a glance."""
     rgb = np.repeat(to_grey(image)[..., None], 3, axis=-1)
-    for cls, colour in ((1, (0.1, 0.9, 0.1)), (2, (1.0, 0.15, 0.15))):
-        m = class_map == cls
-        rgb[m] = 0.45 * rgb[m] + 0.55 * np.asarray(colour, np.float32)
+    edge = find_boundaries(instances, mode="inner")
+    colour = np.zeros((len(dead) + 1, 3), np.float32)
+    colour[1:] = np.where(dead[:, None], (1.0, 0.15, 0.15), (0.1, 0.9, 0.1))
+    rgb[edge] = colour[instances[edge]]
     return (rgb * 255).astype(np.uint8)

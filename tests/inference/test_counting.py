@@ -1,7 +1,18 @@
+import h5py
 import numpy as np
 import pytest
 
-from livedead.inference.counting import count_cells, find_nuclei, per_tile_counts
+from livedead.data.labels import labels_from_stains
+from livedead.data.synthetic import PlateSpec, generate_plate
+from livedead.inference.counting import (
+    count_cells,
+    find_nuclei,
+    match_nuclei,
+    nuclei_from_class_map,
+    nuclei_from_probabilities,
+    per_tile_counts,
+)
+from tests.conftest import real_nuclei
 
 
 def disk(img, cy, cx, r, value):
@@ -20,11 +31,89 @@ def test_counting_known_masks_with_touching_nuclei():
         disk(m, 110, 43 + 80 * i, 8, 1)
     disk(m, 160, 40, 8, 1)  # a live and a dead nucleus touching
     disk(m, 160, 53, 8, 2)
-    disk(m, 180, 250, 1, 2)  # debris below min_size
-    counts = count_cells(m, min_size=20)
+    disk(m, 180, 250, 1, 2)  # debris below the smallest nucleus
+    counts = count_cells(m)
     assert counts == {"live": 10, "dead": 4, "total": 14, "dead_fraction": pytest.approx(4 / 14)}
     assert count_cells(m, split=False)["total"] == 11, "without the watershed, touching nuclei merge"
-    nuclei = find_nuclei(m)
+    nuclei = nuclei_from_class_map(m)
+    assert nuclei.diameter == pytest.approx(14, abs=1.5)  # the isolated nuclei's
+    assert nuclei.instances.max() == 14
+    assert len(np.unique(nuclei.instances)) == 15
     tiles = per_tile_counts(nuclei, m.shape, tile=160)
-    assert tiles.shape == (4, 2)
+    assert tiles.shape == (4, 2)  # a 2x2 grid of 160-px tiles
     assert tiles.sum(0).tolist() == [10, 4]
+
+
+def ellipse(shape, cy, cx, a, b, angle=0.0):
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(float)
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = ((xx - cx) * c + (yy - cy) * s) / a, (-(xx - cx) * s + (yy - cy) * c) / b
+    return u * u + v * v <= 1
+
+
+@pytest.mark.parametrize("diameter", [10.0, 20.0, 40.0])
+def test_only_what_is_two_nuclei_is_split(diameter):
+    """One elongated, one lobed (kidney) and one irregular nucleus stay whole; two touching ones are split."""
+    k = diameter / 20
+    shape = (int(120 * k), int(400 * k))
+    r = diameter / 2
+    elongated = ellipse(shape, 60 * k, 50 * k, 2.2 * r, 0.8 * r, 0.3)
+    kidney = ellipse(shape, 60 * k, 150 * k, 1.4 * r, 1.1 * r) & ~ellipse(
+        shape, 60 * k + 1.2 * r, 150 * k, 0.6 * r, 0.5 * r
+    )
+    rng = np.random.default_rng(int(diameter))
+    irregular = ellipse(shape, 60 * k, 240 * k, 1.2 * r, r)
+    for _ in range(6):  # bumps on its rim
+        t = rng.uniform(0, 2 * np.pi)
+        irregular |= ellipse(shape, 60 * k + r * np.sin(t), 240 * k + 1.2 * r * np.cos(t), 0.35 * r, 0.35 * r)
+    pair = ellipse(shape, 60 * k, 320 * k, r, 0.8 * r) | ellipse(shape, 60 * k, 320 * k + 1.8 * r, r, 0.8 * r)
+    for name, mask, expected in (("elongated", elongated, 1), ("kidney", kidney, 1), ("irregular", irregular, 1),
+                                 ("pair", pair, 2)):  # fmt: skip
+        found = find_nuclei(mask, diameter=diameter)
+        assert len(found.centroids) == expected, name
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 2.0])
+def test_stain_labelling_and_counting_find_real_nuclei(scale):
+    """Real nuclei outlined by hand (stardist's img2d.tif, 125 nuclei), default settings, at three scales:
+    the count within 5 %, detection F1 >= 0.90, and no dead nucleus from a noise-only Draq7 channel."""
+    hoechst, truth = real_nuclei(scale)
+    draq7 = np.random.default_rng(1).normal(100, 6, hoechst.shape).astype(np.uint16)
+    nuclei = nuclei_from_class_map(labels_from_stains(hoechst, draq7))
+    scores = match_nuclei(nuclei, truth)
+    assert scores["true"] == 125
+    assert 119 <= scores["found"] <= 131, scores  # measured 123, 122, 123
+    assert scores["f1"] >= 0.90, scores  # measured 0.95, 0.96, 0.96
+    assert not nuclei.dead.any()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("magnification", [1.0, 2.0])
+def test_synthetic_counts_at_two_magnifications(tmp_path, magnification):
+    """The synthetic plate at twice the nucleus size: per-image counts within 2 % of the truth, default settings."""
+    size = int(320 * magnification)
+    spec = PlateSpec(wells=2, timepoints=2, height=size, width=size, seed=4, magnification=magnification)
+    plate = generate_plate(tmp_path / "p.h5", spec, progress=False)
+    with h5py.File(plate) as f:
+        for w in range(2):
+            for t in range(2):
+                image = f["images"][w, t]
+                found = nuclei_from_class_map(labels_from_stains(image[1], image[2])).counts()
+                live, dead = int(f["truth/live_count"][w, t]), int(f["truth/dead_count"][w, t])
+                assert abs(found["total"] - (live + dead)) <= 0.02 * (live + dead), (w, t, found, live, dead)
+                assert abs(found["dead"] - dead) <= max(1, 0.02 * dead), (w, t, found, dead)
+
+
+def test_counting_from_probabilities_uses_the_threshold_and_the_mean_class():
+    probs = np.zeros((3, 80, 80), np.float32)
+    probs[0] = 1.0
+    yy, xx = np.mgrid[:80, :80]
+    live = (yy - 20) ** 2 + (xx - 20) ** 2 <= 64
+    dead = (yy - 55) ** 2 + (xx - 55) ** 2 <= 64
+    faint = (yy - 20) ** 2 + (xx - 60) ** 2 <= 64
+    probs[:, live] = np.array([0.1, 0.6, 0.3])[:, None]
+    probs[:, dead] = np.array([0.2, 0.35, 0.45])[:, None]  # mostly Cy5 among the nucleus classes
+    probs[:, faint] = np.array([0.7, 0.2, 0.1])[:, None]  # P(nucleus) 0.3: below a 0.5 threshold
+    found = nuclei_from_probabilities(probs, threshold=0.5)
+    assert found.counts() == {"live": 1, "dead": 1, "total": 2, "dead_fraction": 0.5}
+    assert nuclei_from_probabilities(probs, threshold=0.25).counts()["total"] == 3

@@ -20,6 +20,9 @@ def test_end_to_end_counts_plots_and_metrics(tiny_ckpt, plate_path, tmp_path):
     assert {"well", "time", "live", "dead", "total", "dead_fraction", "true_live", "true_dead", "stain_live"} <= set(
         rows[0]
     )
+    assert {"diameter_px", "stain_diameter_px", "time_h"} <= set(rows[0])
+    assert float(rows[0]["stain_diameter_px"]) > 5  # measured in the Hoechst channel
+    assert [float(r["time_h"]) for r in rows[:3]] == [0.0, 0.25, 0.5]  # the plate's interval
     for name in ("counts_over_time.png", "dead_fraction.png", "W01_t000_classes.tif", "W01_t000_overlay.png"):
         assert (out / name).exists(), name
     assert tifffile.imread(out / "W01_t000_classes.tif").shape == (256, 320)
@@ -29,6 +32,10 @@ def test_end_to_end_counts_plots_and_metrics(tiny_ckpt, plate_path, tmp_path):
             assert {"mse_live", "mse_dead", "mae_live", "relative_error_total"} <= set(metrics[scope][source])
     # the stain-derived reference counts close to the truth; it is the floor of the model's error
     assert metrics["per_image"]["stains"]["relative_error_total"] < 0.1
+    # detection against the plate's true nuclei, for the model and the stains
+    for source in ("model", "stains"):
+        assert {"precision", "recall", "f1", "found", "true"} <= set(metrics["detection"][source])
+    assert metrics["detection"]["stains"]["f1"] > 0.95
 
 
 def test_held_out_wells_and_hdf5_probabilities(tiny_ckpt, plate_path, tmp_path):

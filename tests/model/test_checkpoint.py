@@ -34,6 +34,7 @@ def test_checkpoint_holds_what_inference_needs(fitted):
     assert info["net"]["depth"] == 2
     assert info["normalization"]["mode"] == "dataset"
     assert info["normalization"]["std"] > 0
+    assert 0 < info["foreground_threshold"] < 1  # calibrated on the validation split
     assert ckpt["lr_schedulers"]
     assert ckpt["optimizer_states"]
 

@@ -1,7 +1,7 @@
 import torch
 from sklearn.metrics import average_precision_score
 
-from livedead.model.metrics import BinnedPRCurve, confusion_scores
+from livedead.model.metrics import AreaMatchedThreshold, BinnedPRCurve, confusion_scores
 
 
 def test_pr_auc_matches_scikit_learn():
@@ -42,3 +42,22 @@ def test_fast_argmax_and_confusion_match_torch():
     for t, p in zip(target.flatten().tolist(), scores.argmax(1).flatten().tolist(), strict=True):
         expected[t, p] += 1
     assert torch.equal(cm.compute(), expected)
+
+
+def test_area_matched_threshold_finds_the_true_area():
+    import doctest
+
+    import livedead.model.metrics
+
+    assert doctest.testmod(livedead.model.metrics).failed == 0
+    gen = torch.Generator().manual_seed(0)
+    target = (torch.rand(4, 64, 64, generator=gen) < 0.2).long()  # 20 % nucleus pixels
+    nucleus = (0.35 + 0.5 * target + 0.2 * torch.randn(4, 64, 64, generator=gen)).clamp(0, 1)  # fat predictions
+    probs = torch.stack([1 - nucleus, nucleus / 2, nucleus / 2], 1)
+    metric = AreaMatchedThreshold(200)
+    metric.update(probs[:2], target[:2])
+    metric.update(probs[2:], target[2:])
+    threshold = float(metric.compute())
+    predicted = (nucleus > threshold).float().mean()
+    assert abs(float(predicted) - float(target.float().mean())) < 0.01
+    assert float((nucleus > 0.5).float().mean()) > 0.25  # the argmax-like cut paints nuclei fat
