@@ -10,8 +10,9 @@ synthetic plate), warms the page cache, and measures in one run, in tiles per se
    batch_size=100)``, best of 0 and 2 workers;
 3. ``limit``: one sequential pass of contiguous 1000-tile slices into a reused buffer.
 
-Then the same on an lzf-compressed copy, and the datamodule's peak memory growth on the full
-file and on a file half its size (it must not grow with N).
+Then the same on an lzf-compressed copy; the datamodule on a copy with HDF5's fletcher32 checksums
+(as ``prepare`` writes them), as the checksums' cost against the raw file; and the datamodule's peak
+memory growth on the full file and on a file half its size (it must not grow with N).
 
     python benchmarks/loader.py [--tiles 20000]
 """
@@ -35,21 +36,26 @@ from livedead.data.preparation import PrepareConfig, prepare
 from livedead.data.synthetic import PlateSpec, generate_plate
 
 
-def build(path: Path, source: Path, n: int, compression: str | None) -> None:
+def build(path: Path, source: Path, n: int, compression: str | None, checksum: bool = False) -> None:
     """Repeat the tiles of a prepared synthetic plate until the file holds ``n`` tiles."""
     with h5py.File(source) as src, h5py.File(path, "w") as dst:
-        images, labels = src["images"][:], src["labels"][:]
-        out_i = dst.create_dataset(
-            "images", (n, *images.shape[1:]), images.dtype, chunks=(1000, *images.shape[1:]), compression=compression
-        )
-        out_l = dst.create_dataset(
-            "labels", (n, *labels.shape[1:]), labels.dtype, chunks=(1000, *labels.shape[1:]), compression=compression
-        )
+        data = {name: src[name][:] for name in ("images", "labels")}
+        out = {
+            name: dst.create_dataset(
+                name,
+                (n, *x.shape[1:]),
+                x.dtype,
+                chunks=(1000, *x.shape[1:]),
+                compression=compression,
+                fletcher32=checksum,
+            )
+            for name, x in data.items()
+        }
         dst.create_dataset("class_counts", data=np.resize(src["class_counts"][:], (n, 3)))
         for a in range(0, n, 1000):
-            idx = np.arange(a, min(a + 1000, n)) % len(images)
-            out_i[a : a + len(idx)] = images[idx]
-            out_l[a : a + len(idx)] = labels[idx]
+            idx = np.arange(a, min(a + 1000, n)) % len(data["images"])
+            for name, x in data.items():
+                out[name][a : a + len(idx)] = x[idx]
         dst.attrs["n_train"] = n - 1000
 
 
@@ -151,6 +157,11 @@ def main() -> None:
         )
         r = measure(raw, "raw", args.naive_tiles)
         z = measure(lzf, "lzf", args.naive_tiles)
+        summed = tmp / "fletcher32.h5"
+        build(summed, tmp / "tiles.h5", args.tiles, None, checksum=True)
+        rate_limit(summed)  # warms the page cache
+        checksummed = max(rate_datamodule(summed, w)[0] for w in (0, 2))
+        print(f"[fletcher32] datamodule, best of 0 and 2 workers: {checksummed:10,.0f} tiles/s")
         # each in a fresh process, so that neither reuses memory the other freed
         with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
             _, peak_half = pool.apply(rate_datamodule, (half, 0))
@@ -161,7 +172,7 @@ def main() -> None:
         )
         print(
             f"RESULT loader_vs_naive={r['loader'] / r['naive']:.1f} loader_vs_limit={r['loader'] / r['limit']:.2f} "
-            f"lzf_loader_vs_naive={z['loader'] / z['naive']:.1f}"
+            f"lzf_loader_vs_naive={z['loader'] / z['naive']:.1f} checksum_cost={1 - checksummed / r['loader']:.3f}"
         )
 
 

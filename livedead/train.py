@@ -10,6 +10,7 @@ is recorded and the sweep goes on, and ``summary.csv``/``summary.md`` rank the j
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -31,7 +32,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from livedead.config import resolvers, schema
 from livedead.config.app import cli_errors, run_app
-from livedead.errors import LivedeadError, atomic_path, one_line
+from livedead.errors import LivedeadError, atomic_path, is_disk_full, no_room, one_line
+from livedead.model.module import Diverged
 
 PROG = "train.py"
 schema.store("train_schema", schema.TrainSettings)
@@ -39,32 +41,56 @@ schema.store("train_schema", schema.TrainSettings)
 RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.min_epochs", "validate_best")
 
 
-def resume_config(cfg: DictConfig) -> DictConfig:
-    """The saved config of the run in ``resume``, with its ``last.ckpt``.
+def saved_config(run: Path) -> DictConfig:
+    """The config a run folder's latest session ran with: its latest resumed record, else its first.
 
-    Overrides that repeat the run's own settings are accepted; of the rest, only
-    ``RESUMABLE_KEYS`` may change (to train longer, say).
+    Hydra records every session of a folder (``livedead.config.resolvers.hydra_subdir``): the first
+    in ``.hydra/``, each later one in ``.hydra/resume-<time>-<pid>/``, where ``resumed_config.yaml`` is
+    what that session actually ran (the first session's config with the changes it was allowed).
     """
-    run = Path(cfg.resume)
-    saved, hydra_saved, last = (
-        run / ".hydra" / "config.yaml",
-        run / ".hydra" / "hydra.yaml",
-        run / "checkpoints" / "last.ckpt",
-    )
-    for path in (saved, last):
-        if not path.exists():
-            raise LivedeadError(
-                f"config key 'resume': expected a run folder with {path.relative_to(run)}, found none in {run}"
-            )
-    resumed = OmegaConf.load(saved)
+    resumed = sorted(run.glob(".hydra/resume-*/resumed_config.yaml"))
+    return OmegaConf.load(resumed[-1] if resumed else run / ".hydra" / "config.yaml")
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    """The checkpoint of a run folder that got furthest: ``last.ckpt`` (the end of the last validated
+    epoch) or the periodic ``step_*.ckpt`` (mid-epoch), by global step."""
+    found = [
+        p
+        for p in (run / "checkpoints").glob("*.ckpt")
+        if (p.name == "last.ckpt" or p.name.startswith("step_")) and ".tmp-" not in p.name  # not a save cut off
+    ]
+    return max(found, key=lambda p: (checkpoint_step(str(p)), p.name == "last.ckpt"), default=None)
+
+
+def resume_config(run: Path) -> DictConfig:
+    """The saved config of the run in folder ``run``, to continue from its latest checkpoint.
+
+    Overrides that repeat the run's own settings are accepted (``++key=value`` as ``key=value``);
+    of the rest, only ``RESUMABLE_KEYS`` may change (to train longer, say). The result is recorded
+    beside this session's Hydra record.
+    """
+    saved, hydra_saved = run / ".hydra" / "config.yaml", run / ".hydra" / "hydra.yaml"
+    last = latest_checkpoint(run)
+    if not saved.exists():
+        raise LivedeadError(f"config key 'resume': expected a run folder with .hydra/config.yaml, found none in {run}")
+    if last is None:
+        raise LivedeadError(
+            f"config key 'resume': expected a run folder with checkpoints/last.ckpt or step_*.ckpt, found none in {run}"
+        )
+    for partial in (run / "checkpoints").glob("*.tmp-*"):  # a save the kill cut off
+        partial.unlink()
+    resumed = saved_config(run)
     choices = OmegaConf.load(hydra_saved).hydra.runtime.choices if hydra_saved.exists() else {}
-    for override in HydraConfig.get().overrides.task:
+    hc = HydraConfig.get()
+    for override in hc.overrides.task:
         key, _, text = override.partition("=")
-        if key in ("resume", "ckpt_path"):
+        key = key.lstrip("+~")  # ++key=value forces a key that exists: the same key for comparison
+        if key in ("resume", "resume_sweep", "ckpt_path"):
             continue
         value = yaml.safe_load(text) if text else None  # Hydra override values are YAML scalars
         if key in RESUMABLE_KEYS:
-            OmegaConf.update(resumed, key, value)
+            OmegaConf.update(resumed, key, value, force_add=True)
             continue
         old = choices.get(key) if key in choices else OmegaConf.select(resumed, key)
         old = OmegaConf.to_container(old) if OmegaConf.is_config(old) else old
@@ -76,6 +102,10 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     with open_dict(resumed):
         resumed.resume = str(run)
         resumed.ckpt_path = str(last)
+    record = Path(hc.runtime.output_dir) / str(hc.output_subdir)
+    if record.name != ".hydra":  # this session's own record, beside Hydra's
+        record.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(resumed, record / "resumed_config.yaml")
     return resumed
 
 
@@ -115,6 +145,19 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
+def checkpoint_step(path: str) -> int:
+    """The global step a checkpoint was saved at (memory-mapped: the weights are not read)."""
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
+
+
+def first_unsaved_step(path: str) -> int:
+    """The first logged step that a run resumed from this checkpoint logs (again): its global step, or the
+    step whose metrics the checkpoint carries because it was saved before they were logged."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    unlogged = ckpt.get("livedead_unlogged")
+    return int(unlogged["step"]) if unlogged else int(ckpt.get("global_step", 0))
+
+
 def fit(cfg: DictConfig) -> dict[str, Any]:
     """One training run; returns what ``result.json`` records."""
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
@@ -126,8 +169,13 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     model = hydra.utils.instantiate(cfg.model, net_args=net_args, _convert_="all")
     # a callback or logger set to null (callbacks.progress_bar=null) is switched off
     callbacks = [hydra.utils.instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values() if c]
+    # A resumed run's TensorBoard events go on in the same folder; purge_step makes TensorBoard drop
+    # what the killed session logged after its last checkpoint, so no step shows twice.
+    purge = {"purge_step": first_unsaved_step(cfg.ckpt_path)} if cfg.ckpt_path else {}
     loggers: list[Logger] = [
-        hydra.utils.instantiate(lg, _convert_="all") for lg in (cfg.get("logger") or {}).values() if lg
+        hydra.utils.instantiate(lg, _convert_="all", **(purge if lg._target_.endswith("TensorBoardLogger") else {}))
+        for lg in (cfg.get("logger") or {}).values()
+        if lg
     ]
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     out = Path(HydraConfig.get().runtime.output_dir)
@@ -145,15 +193,24 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     best_epoch = None
     if best:
         best_epoch = int(torch.load(best, map_location="cpu", weights_only=True, mmap=True)["epoch"])
-    return {"metrics": metrics, "best_ckpt": best, "best_epoch": best_epoch}
+    return {"metrics": metrics, "best_ckpt": best, "best_epoch": best_epoch, "skipped_tiles": model.skipped_tiles}
 
 
 def run(cfg: DictConfig) -> float | None:
     """One job: check the config, fit, and record ``result.json``; returns the optimised metric."""
     hc = HydraConfig.get()
-    if cfg.get("resume"):
-        cfg = resume_config(cfg)
     out = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    if cfg.get("resume"):
+        cfg = resume_config(Path(cfg.resume))
+    elif multirun and hc.output_subdir != ".hydra":  # a sweep job run again in its own folder
+        previous = json.loads((out / "result.json").read_text()) if (out / "result.json").exists() else {}
+        if previous.get("status") in ("ok", "diverged"):
+            print(f"train.py: job {out.name} finished before ({previous['status']}): kept")
+            return previous.get("value") if previous["status"] == "ok" else math.nan
+        if latest_checkpoint(out) is not None:
+            print(f"train.py: job {out.name} was cut off: resuming it from its latest checkpoint")
+            cfg = resume_config(out)
     result: dict[str, Any] = {
         "job": out.name,
         "overrides": ",".join(hc.overrides.task),
@@ -162,25 +219,39 @@ def run(cfg: DictConfig) -> float | None:
         "pid": os.getpid(),
     }
     start = time.perf_counter()
-    multirun = hc.mode == RunMode.MULTIRUN
     try:
         schema.check_targets(cfg)  # types of the trainer's, datamodule's, network's... keys: before any data
         check(cfg)
         result.update(fit(cfg))
         value = result["metrics"].get(cfg.optimized_metric)
         result.update(status="ok", value=value)
-    except Exception as err:
+    except Diverged as err:
+        result.update(status="diverged", value=None, error=str(err), diverged_step=err.step)
+        if not multirun:
+            raise LivedeadError(f"{out}: training diverged: {err} (a lower model.optimizer.lr?)") from None
+        print(f"train.py: job {out.name} diverged: {err}")
+        value = math.nan
+    except Exception as caught:
+        err = caught
+        if is_disk_full(caught) and not isinstance(caught, LivedeadError):  # a checkpoint, an event file, a log
+            err = LivedeadError(
+                f"{out}: no room to write the run's files ({no_room(caught)}); the files before are kept"
+            )
         message = one_line(err) if isinstance(err, LivedeadError) else f"{type(err).__name__}: {err}"
         result.update(status="failed", value=None, error=message.strip().splitlines()[0])
-        (out / "error.log").write_text(traceback.format_exc())
+        with contextlib.suppress(OSError):  # (a full disk may refuse the traceback too)
+            (out / "error.log").write_text(traceback.format_exc())
         if not multirun:
-            raise
+            raise err from None
         print(f"train.py: job {out.name} failed: {result['error']} (traceback in {out / 'error.log'})")
         value = math.nan
     finally:
         result["wall_s"] = round(time.perf_counter() - start, 1)
-        with atomic_path(out / "result.json") as tmp:
-            tmp.write_text(json.dumps(result, indent=2, default=str))
+        try:
+            with atomic_path(out / "result.json") as tmp:
+                tmp.write_text(json.dumps(result, indent=2, default=str))
+        except LivedeadError as err:  # the disk is full: the error that filled it is the one to report
+            print(f"{PROG}: {one_line(err)}", file=sys.stderr)
     return value
 
 

@@ -137,6 +137,7 @@ def test_multirun_with_a_failing_job(tiles_path, tmp_path):
         ["hparams_search=optuna"],
         ["hydra/launcher=joblib"],
         ["hydra/launcher=submitit_slurm"],
+        ["hydra/launcher=slurm"],
         ["trainer=ddp"],
         ["trainer=gpu"],
         ["debug=fdr"],
@@ -171,6 +172,8 @@ def test_configs_compose(overrides):
         assert {"model.optimizer.lr", "class_weights"} <= set(cfg.hydra.sweeper.params)
     if first.startswith("hydra/launcher"):
         assert cfg.hydra.launcher._target_.split(".")[-1] in ("JoblibLauncher", "SlurmLauncher")
+    if first == "hydra/launcher=slurm":
+        assert cfg.hydra.launcher.max_num_timeout == 5  # requeued on pre-emption, and resumed
     if first == "trainer=ddp":
         assert cfg.trainer.strategy == "ddp"
         assert cfg.trainer.devices == 2

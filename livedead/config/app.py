@@ -10,14 +10,15 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
-from livedead.config import resolvers  # noqa: F401  (registers the resolvers that conf/ uses)
-from livedead.errors import LivedeadError, one_line
+from livedead.config import resolvers  # registers the resolvers that conf/ uses
+from livedead.errors import LivedeadError, is_disk_full, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,6 +64,12 @@ def cli_errors(prog: str) -> Callable[[F], F]:
     return decorate
 
 
+def _quiet_when_disk_full(args: threading.ExceptHookArgs) -> None:
+    """A background writer (TensorBoard's) that finds the disk full: the command reports it in one line."""
+    if not is_disk_full(args.exc_value):
+        threading.__excepthook__(args)
+
+
 def run_app(main: Callable[[], Any], prog: str) -> None:
     """Call a ``@hydra.main`` function; a config that Hydra cannot compose is one line and exit 2.
 
@@ -70,6 +77,8 @@ def run_app(main: Callable[[], Any], prog: str) -> None:
     lets them through; this sets it for the call and reports them itself. A user who set
     ``HYDRA_FULL_ERROR=1`` gets Hydra's full traceback, as Hydra documents.
     """
+    resolvers.new_session()
+    threading.excepthook = _quiet_when_disk_full
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         main()
         return

@@ -39,6 +39,34 @@ DATA_CODE = ("synthetic", "plates", "labels", "tiling", "tilefile", "preparation
 """The modules of :mod:`livedead.data` that make the synthetic default data: a change to them remakes it."""
 
 
+_SUBDIRS: dict[str, str] = {}
+
+
+def hydra_subdir(output_dir: str) -> str:
+    """Where Hydra records a job's config in its folder: ``.hydra``, or, for a job run again in a folder
+    that already holds a record (a resumed run, a rerun sweep job), ``.hydra/resume-<time>-<pid>``.
+
+    Earlier records are never overwritten, so the config a run started with is always there to
+    resume from. Memoised per folder: Hydra resolves the key more than once in a job (and
+    :func:`new_session` forgets the memo when a command starts).
+    """
+    if output_dir not in _SUBDIRS:
+        first = not (Path(output_dir) / ".hydra" / "config.yaml").exists()
+        _SUBDIRS[output_dir] = ".hydra" if first else f".hydra/resume-{_now_us()}-{os.getpid()}"
+    return _SUBDIRS[output_dir]
+
+
+def _now_us() -> str:
+    """The time to the microsecond, so that the records of one folder sort in the order they were made."""
+    ns = time.time_ns()
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(ns // 10**9)) + f".{ns // 1000 % 10**6:06d}"
+
+
+def new_session() -> None:
+    """Forget which record each folder's job writes: a command run again in the same process is a new session."""
+    _SUBDIRS.clear()
+
+
 def spec_hash(spec: Any) -> str:
     """A short, stable hash of a config node and of the code that makes data from it: the data's cache key."""
     value = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
@@ -79,6 +107,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("livedead.job_name", lambda o: job_name(list(o)))
     if not OmegaConf.has_resolver("livedead.spec_hash"):
         OmegaConf.register_new_resolver("livedead.spec_hash", spec_hash)
+    if not OmegaConf.has_resolver("livedead.hydra_subdir"):
+        OmegaConf.register_new_resolver("livedead.hydra_subdir", hydra_subdir)
     if not OmegaConf.has_resolver("livedead.class_names"):  # conf/ names the classes through this, never twice
         OmegaConf.register_new_resolver("livedead.class_names", lambda: list(CLASS_NAMES))
 

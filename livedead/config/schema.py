@@ -42,6 +42,8 @@ class TrainSettings:
     """Start from this checkpoint's full state (weights, optimizer, scheduler)."""
     resume: str | None = None
     """A run folder: continue it from its ``last.ckpt``, into the same folders."""
+    resume_sweep: str | None = None
+    """A multirun folder: rerun the sweep there; finished jobs are kept, cut-off ones resumed."""
     data: Any = None
     model: Any = None
     trainer: Any = None
@@ -132,8 +134,8 @@ def _check_node(node: Mapping[str, Any], key: str) -> None:
 
 def _conforms(value: Any, tp: Any) -> bool | None:
     """Whether a plain config value fits a type hint; None where the hint cannot be judged."""
-    if tp is Any or tp is inspect.Parameter.empty:
-        return True
+    if tp is Any or tp is inspect.Parameter.empty or (isinstance(value, Mapping) and "_target_" in value):
+        return True  # a node with a _target_ becomes an object, checked against its own signature
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is type(None):

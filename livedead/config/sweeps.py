@@ -27,13 +27,14 @@ COLUMNS = ("rank", "job", "status", "metric", "value", "best_epoch", "wall_s", "
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Every job's result, best first; failed jobs last."""
+    """Every job's result, best first; failed jobs after the finished ones, diverged jobs last."""
     rows = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/result.json"))]
 
     def key(row: dict[str, Any]) -> tuple[int, float]:
         value = row.get("value")
-        ok = row.get("status") == "ok" and value is not None and not math.isnan(value)
-        return (0, -value) if ok else (1, 0.0)
+        if row.get("status") == "ok" and value is not None and not math.isnan(value):
+            return (0, -value)
+        return (2, 0.0) if row.get("status") == "diverged" else (1, 0.0)
 
     rows.sort(key=key)
     for i, row in enumerate(rows, 1):

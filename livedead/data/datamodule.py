@@ -21,13 +21,14 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
-from livedead.data.dataset import TileBatches
+from livedead.data.dataset import ON_BAD_CHUNK, TileBatches
 from livedead.data.preparation import prepare_synthetic
 from livedead.data.sampler import ChunkBatchSampler, Slice, chunk_segments
-from livedead.data.tilefile import TileFileInfo, image_statistics, inspect_tile_file
+from livedead.data.tilefile import TileFileInfo, fingerprint, image_statistics, inspect_tile_file
 from livedead.data.transforms import NORMALIZE_MODES, dihedral_augment, normalize_
 from livedead.errors import LivedeadError
 
@@ -54,6 +55,8 @@ class TileDataModule(L.LightningDataModule):
             ``pin_memory=None`` pins only when CUDA is available.
         synthetic: a :class:`livedead.data.synthetic.PlateSpec` as a dict: if ``path`` does not exist,
             :meth:`prepare_data` generates that plate and prepares it into ``path`` (cached).
+        on_bad_chunk: a chunk that fails its checksum (or cannot be decoded) is ``error`` (one line
+            naming the file, dataset and tiles) or ``skip``: its batches are left out and counted.
     """
 
     def __init__(
@@ -75,8 +78,13 @@ class TileDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         pin_memory: bool | None = None,
         synthetic: dict[str, Any] | None = None,
+        on_bad_chunk: str = "error",
     ) -> None:
         super().__init__()
+        if on_bad_chunk not in ON_BAD_CHUNK:
+            raise LivedeadError(
+                f"config key 'data.on_bad_chunk': expected one of {ON_BAD_CHUNK}, found {on_bad_chunk!r}"
+            )
         if normalize not in NORMALIZE_MODES:
             raise LivedeadError(f"config key 'data.normalize': expected one of {NORMALIZE_MODES}, found {normalize!r}")
         if batch_size < 1:
@@ -90,6 +98,7 @@ class TileDataModule(L.LightningDataModule):
         self.std = 1.0
         self._outputs: dict[tuple[torch.device, torch.Size], list[torch.Tensor]] = {}  # see normalize()
         self._output_slot = 0
+        self._resume_after: int | None = None  # batches of its epoch a checkpoint's run had done
 
     # -- setup ---------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -111,10 +120,11 @@ class TileDataModule(L.LightningDataModule):
             hp.val_fraction,
             hp.seed,
             on_count=rank_zero_info,
+            on_bad_chunk=hp.on_bad_chunk,
         )
         if hp.normalize == "dataset":
             self.mean, self.std = image_statistics(
-                self.path, hp.images_key, self.info.train_ranges, self.info.chunk, hp.stats_tiles
+                self.path, hp.images_key, self.info.train_ranges, self.info.chunk, hp.stats_tiles, hp.on_bad_chunk
             )
         dataset = self._dataset()
         for ranges in (self.info.train_ranges, self.info.val_ranges):
@@ -131,7 +141,9 @@ class TileDataModule(L.LightningDataModule):
         assert self.info is not None
         hp = self.hparams
         ring = (hp.prefetch_factor if hp.num_workers > 0 else 0) + 4
-        return TileBatches(self.info, hp.images_key, hp.labels_key, hp.num_classes, hp.batch_size, ring)
+        return TileBatches(
+            self.info, hp.images_key, hp.labels_key, hp.num_classes, hp.batch_size, ring, hp.on_bad_chunk
+        )
 
     # -- loaders -------------------------------------------------------------------------
     @property
@@ -192,7 +204,32 @@ class TileDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.info is not None, "call setup() first"
-        return self._loader(self.info.train_ranges, shuffle=True)
+        loader = self._loader(self.info.train_ranges, shuffle=True)
+        loader.sampler.resume_after, self._resume_after = self._resume_after, None
+        return loader
+
+    # -- checkpoints: where in an epoch a run stopped, and which file it read ----------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint records of the data: the tile file's fingerprint and, while fitting, how far
+        into its epoch the run is (the batch order is a function of the seed and the epoch, which
+        Lightning restores; a checkpoint saved at the epoch's end has done all its batches)."""
+        state: dict[str, Any] = {"tile_file": fingerprint(self.path)}
+        trainer = self.trainer
+        if trainer is not None and trainer.state.fn == TrainerFn.FITTING:
+            state["batches_done"] = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume: the same tile file, and the next batch of the epoch the checkpoint was saved in."""
+        saved, now = state.get("tile_file"), fingerprint(self.path)
+        if saved and saved != now:
+            changed = ", ".join(k for k in now if now[k] != saved.get(k))
+            raise LivedeadError(
+                f"{self.path}: expected the tile file the checkpoint was trained on, found another ({changed} "
+                "differ): restore that file, or start a new run"
+            )
+        if "batches_done" in state:
+            self._resume_after = int(state["batches_done"])
 
     def val_dataloader(self) -> DataLoader:
         assert self.info is not None, "call setup() first"
@@ -216,10 +253,20 @@ class TileDataModule(L.LightningDataModule):
         self._output_slot = (self._output_slot + 1) % OUTPUT_RING
         return self._outputs[key][self._output_slot][: image.shape[0]].copy_(image)
 
+    def _augment_generator(self, batch: dict[str, torch.Tensor], epoch: int) -> torch.Generator:
+        """A batch's augmentations are a function of the seed, the epoch and the batch's first tile, so a
+        resumed run draws the same ones as an uninterrupted run, whatever else used the global RNG."""
+        first = int(batch["index"][0]) if len(batch["index"]) else 0
+        seed = int(np.random.SeedSequence([self.hparams.seed, epoch, first]).generate_state(1)[0])
+        return torch.Generator().manual_seed(seed)
+
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         image = self.normalize(batch["image"], reuse=True)
         label = batch["label"]
         trainer = self.trainer
         if self.hparams.augment and trainer is not None and trainer.training:
-            image, label = dihedral_augment(image, label)
-        return {"image": image, "label": label, "index": batch["index"]}
+            image, label = dihedral_augment(image, label, self._augment_generator(batch, trainer.current_epoch))
+        out = {"image": image, "label": label, "index": batch["index"]}
+        if "skipped" in batch:  # a damaged chunk's batch, left out (on_bad_chunk=skip)
+            out["skipped"] = batch["skipped"]
+        return out

@@ -18,8 +18,10 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from livedead.data.sampler import Batch
-from livedead.data.tilefile import TileFileInfo, check_classes
+from livedead.data.tilefile import DamagedChunk, TileFileInfo, check_classes
 from livedead.errors import LivedeadError
+
+ON_BAD_CHUNK = ("error", "skip")
 
 
 class TileBatches(Dataset):
@@ -38,6 +40,7 @@ class TileBatches(Dataset):
         num_classes: int,
         max_batch: int,
         ring: int,
+        on_bad_chunk: str = "error",
     ) -> None:
         self.path = info.path
         self.images_key, self.labels_key = images_key, labels_key
@@ -46,6 +49,7 @@ class TileBatches(Dataset):
         self.ring = ring
         self.chunk = info.chunk
         self.compressed = info.compressed
+        self.on_bad_chunk = on_bad_chunk
         self.float_images = info.dtype == np.float32
         self.n = info.n
         self._file: h5py.File | None = None
@@ -96,34 +100,52 @@ class TileBatches(Dataset):
         slot = self._next
         buf = self._buffers[slot]
         self._next = (slot + 1) % self.ring
-        images, labels = self._datasets
         n = 0
-        for a, b in batch:
-            dest = np.s_[n : n + b - a]
-            if self.compressed:
-                self._load_chunk(a // self.chunk, images, labels)
-                base = self._chunk_id * self.chunk
-                buf["image"][dest] = self._chunk_data["image"][a - base : b - base]
-                buf["label"][dest] = self._chunk_data["label"][a - base : b - base]
-            else:
-                # into a contiguous view of the buffer: no destination selection to build
-                images.read_direct(buf["image"][dest], np.s_[a:b])
-                if labels.dtype == np.uint8:
-                    labels.read_direct(buf["label"][dest], np.s_[a:b])
-                else:
-                    buf["label"][dest] = labels[a:b]
-            buf["index"][dest] = np.arange(a, b)
-            n += b - a
+        try:
+            for a, b in batch:
+                self._read(buf, n, a, b)
+                buf["index"][n : n + b - a] = np.arange(a, b)
+                n += b - a
+        except DamagedChunk as err:
+            if self.on_bad_chunk != "skip":
+                raise err.one_line() from None
+            skipped = {k: t[:0] for k, t in self._tensors[slot].items()}  # no tiles: the step is skipped
+            return {**skipped, "skipped": torch.tensor([sum(b - a for a, b in batch)])}
         self._check_values(buf, n, batch)
         return {k: t[:n] for k, t in self._tensors[slot].items()}
+
+    def _read(self, buf: dict[str, np.ndarray], n: int, a: int, b: int) -> None:
+        """Tiles ``[a, b)`` into the buffers from row ``n``; a read that fails raises :class:`DamagedChunk`."""
+        assert self._datasets is not None
+        images, labels = self._datasets
+        dest = np.s_[n : n + b - a]
+        if self.compressed:
+            self._load_chunk(a // self.chunk, images, labels)
+            base = self._chunk_id * self.chunk
+            buf["image"][dest] = self._chunk_data["image"][a - base : b - base]
+            buf["label"][dest] = self._chunk_data["label"][a - base : b - base]
+            return
+        # into a contiguous view of the buffer: no destination selection to build
+        for ds, out in ((images, buf["image"][dest]), (labels, buf["label"][dest])):
+            try:
+                if ds.dtype == out.dtype:
+                    ds.read_direct(out, np.s_[a:b])
+                else:
+                    out[...] = ds[a:b]
+            except OSError as err:
+                raise DamagedChunk(self.path, ds.name, a, b, err) from None
 
     def _load_chunk(self, chunk_id: int, images: h5py.Dataset, labels: h5py.Dataset) -> None:
         if chunk_id == self._chunk_id:
             return
         a = chunk_id * self.chunk
         b = min(a + self.chunk, self.n)
-        images.read_direct(self._chunk_data["image"], np.s_[a:b], np.s_[: b - a])
-        labels.read_direct(self._chunk_data["label"], np.s_[a:b], np.s_[: b - a])
+        self._chunk_id = -1  # until the whole chunk has been read
+        for ds, name in ((images, "image"), (labels, "label")):
+            try:
+                ds.read_direct(self._chunk_data[name], np.s_[a:b], np.s_[: b - a])
+            except OSError as err:
+                raise DamagedChunk(self.path, ds.name, a, b, err) from None
         self._chunk_id = chunk_id
 
     def _check_values(self, buf: dict[str, np.ndarray], n: int, batch: Batch) -> None:

@@ -16,8 +16,11 @@ The command line is :mod:`livedead.prepare`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +35,9 @@ from livedead.data.labels import labels_from_stains
 from livedead.data.plates import PLATE_CHANNELS, Plate, PlateImage, TiffLayout, open_plate
 from livedead.data.scale import NucleusScale, estimate_diameter
 from livedead.data.synthetic import PlateSpec, generate_plate
-from livedead.data.tilefile import FORMAT, ChunkAppender, copy_in_order, tile_rows
+from livedead.data.tilefile import FORMAT, ChunkAppender, copy_in_order, fingerprint, tile_rows
 from livedead.data.tiling import class_counts, tile_image, tile_starts
-from livedead.errors import LivedeadError, atomic_path
+from livedead.errors import LivedeadError, atomic_path, remove_stale_temporaries
 
 
 @dataclass
@@ -146,7 +149,12 @@ def choose_split(units: np.ndarray, n_units: int, val_fraction: float, seed: int
 
 
 def prepare(source: str | Path, output: str | Path, cfg: PrepareConfig) -> PrepareSummary:
-    """Run both passes over the plate at ``source``; write ``output`` atomically and return what was done."""
+    """Run both passes over the plate at ``source``; write ``output`` atomically and return what was done.
+
+    With ``keep_intermediate``, the first pass's file is kept, and a rerun (after a kill in the
+    second pass, or with other split settings) reuses it if it is complete and was made from the
+    same plate with the same tiling and labelling settings: checked, not assumed.
+    """
     cfg.validate()
     start = time.perf_counter()
     source, output = Path(source), Path(output)
@@ -156,37 +164,75 @@ def prepare(source: str | Path, output: str | Path, cfg: PrepareConfig) -> Prepa
         if cfg.tile > size:
             raise LivedeadError(f"config key 'tile': expected <= image {axis} {size} px of {source}, found {cfg.tile}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    nc = len(CLASS_NAMES)
-    rows = tile_rows(cfg.tile, plate.dtype, nc)
+    remove_stale_temporaries(output)
     intermediate = output.with_name(output.stem + ".all.h5")
-    fixed = cfg.scale.fixed(plate.pixel_size_um)
-    diameters: list[float] = []
-
-    with (
-        Progress(disable=not cfg.progress) as bar,
-        atomic_path(intermediate, keep=cfg.keep_intermediate) as tmp,
-    ):
-        with h5py.File(tmp, "w") as f:
-            store = ChunkAppender(f, rows, cfg.chunk)
-            task = bar.add_task("tiling images", total=plate.n_images)
-            for image in images:
-                arrays, diameter = _image_tiles(image, cfg, source, fixed)
-                store.append(**arrays)
-                if diameter is not None:
-                    diameters.append(float(diameter))
-                bar.advance(task)
-            store.flush()
-            f.attrs["format"] = FORMAT + "+intermediate"
-        summary = _write_final(tmp, output, plate, cfg, bar, diameters)
+    remove_stale_temporaries(intermediate)
+    recipe = _recipe(source, cfg)
+    with Progress(disable=not cfg.progress) as bar:
+        if not cfg.keep_intermediate:
+            with atomic_path(intermediate, keep=False) as tmp:
+                _tile_pass(tmp, plate, images, cfg, recipe, bar)
+                summary = _write_final(tmp, output, plate, cfg, bar)
+        else:
+            if _reusable(intermediate, recipe):
+                bar.console.print(f"reusing {intermediate}: complete, and made from this plate with these settings")
+            else:
+                with atomic_path(intermediate) as tmp:
+                    _tile_pass(tmp, plate, images, cfg, recipe, bar)
+            summary = _write_final(intermediate, output, plate, cfg, bar)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _write_final(
-    all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig, bar: Progress, diameters: list[float]
-) -> PrepareSummary:
+def _tile_pass(
+    path: Path, plate: Plate, images: Iterator[PlateImage], cfg: PrepareConfig, recipe: str, bar: Progress
+) -> None:
+    """The first pass: every image labelled and tiled into ``path``, in whole chunks."""
+    fixed = cfg.scale.fixed(plate.pixel_size_um)
+    diameters: list[float] = []
+    with h5py.File(path, "w") as f:
+        store = ChunkAppender(f, tile_rows(cfg.tile, plate.dtype, len(CLASS_NAMES)), cfg.chunk)
+        task = bar.add_task("tiling images", total=plate.n_images)
+        for image in images:
+            arrays, diameter = _image_tiles(image, cfg, plate.source, fixed)
+            store.append(**arrays)
+            if diameter is not None:
+                diameters.append(float(diameter))
+            bar.advance(task)
+        store.flush()
+        f.attrs["format"] = FORMAT + "+intermediate"
+        f.attrs["recipe"] = recipe
+        f.attrs["diameters"] = np.asarray(diameters, np.float64)
+        f.attrs["complete"] = True  # written last: a file cut off before this is not reused
+
+
+def _recipe(source: Path, cfg: PrepareConfig) -> str:
+    """What the first pass's file depends on: the plate's fingerprint and the tiling and labelling settings."""
+    settings = asdict(cfg)
+    for key in ("split_by", "val_fraction", "seed", "keep_intermediate", "progress"):
+        settings.pop(key)
+    if source.is_dir():
+        files = sorted((p.name, p.stat().st_size) for p in source.iterdir() if p.is_file())
+        plate = hashlib.sha1(json.dumps(files).encode()).hexdigest()
+    else:
+        plate = json.dumps(fingerprint(source), sort_keys=True)
+    return json.dumps({"plate": plate, "settings": settings}, sort_keys=True, default=str)
+
+
+def _reusable(intermediate: Path, recipe: str) -> bool:
+    if not intermediate.exists():
+        return False
+    try:
+        with h5py.File(intermediate, "r") as f:
+            return bool(f.attrs.get("complete")) and f.attrs.get("recipe") == recipe
+    except OSError:
+        return False
+
+
+def _write_final(all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig, bar: Progress) -> PrepareSummary:
     source, wells = plate.source, plate.wells
     with h5py.File(all_tiles, "r") as src:
+        diameters = [float(d) for d in src.attrs["diameters"]]
         counts = src["class_counts"][:]
         origin = src["origin"][:]
         seen = len(counts)

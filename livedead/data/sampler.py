@@ -99,6 +99,8 @@ class ChunkBatchSampler(DistributedSampler):
         self._rank = rank
         self.epoch = 0
         self.drop_last = False
+        self.resume_after: int | None = None
+        """A run resumed mid-epoch: the next iteration (that epoch's) starts after this many batches."""
         self.n_batches = sum(math.ceil((b - a) / batch_size) for a, b in self.segments)
 
     @property
@@ -133,6 +135,8 @@ class ChunkBatchSampler(DistributedSampler):
         return math.ceil(self.n_batches / self.num_replicas)
 
     def __iter__(self) -> Iterator[Batch]:
+        # A generator: the epoch is read at the first batch, not when the iterator is made (Lightning
+        # makes it before it sets the epoch when a run resumes from an epoch's end).
         batches = self.epoch_batches(self.epoch)
         per_rank = len(self)
         total = per_rank * self.num_replicas
@@ -140,7 +144,10 @@ class ChunkBatchSampler(DistributedSampler):
         mine = batches[self.rank * per_rank : (self.rank + 1) * per_rank]
         if self.chunk_major and self.num_workers > 1:
             mine = self.deal_to_workers(mine)
-        return iter(mine)
+        if self.resume_after is not None:  # a run resumed mid-epoch goes on with the next batch
+            mine = mine[self.resume_after :] if self.resume_after < len(mine) else mine
+            self.resume_after = None
+        yield from mine
 
     def deal_to_workers(self, batches: list[Batch]) -> list[Batch]:
         """Reorder chunk-major batches so that DataLoader's round-robin gives each worker whole chunks.

@@ -10,6 +10,8 @@ along the tile axis, 1000 by default:
 
 In the final file the first ``attrs["n_train"]`` tiles are the training split and the rest the
 validation split, each in a seeded random order, so that every split is one contiguous range.
+Its chunks carry HDF5's ``fletcher32`` checksum, so damage to the file (a bad disk, a broken
+copy over the network) is found when a chunk is read, instead of training on it silently.
 
 Training also reads any HDF5 file in the original study's layout: ``/images`` (N, 1, H, W)
 uint8, uint16 or float32 and ``/labels`` (N, H, W) integer classes (names configurable);
@@ -27,6 +29,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -38,6 +41,17 @@ FORMAT = "livedead-tiles/1"
 DATASETS = ("images", "labels", "class_counts", "origin")
 CACHE_VERSION = 1
 log = logging.getLogger(__name__)
+
+
+class DamagedChunk(Exception):
+    """A read of tiles failed: a chunk whose checksum does not match, or that HDF5 cannot decode."""
+
+    def __init__(self, path: Any, dataset: str, a: int, b: int, err: OSError) -> None:
+        reason = str(err).split("(", 1)[-1].rstrip(")") if "(" in str(err) else str(err)
+        super().__init__(f"{path}: dataset '{dataset}': damaged data in tiles {a}..{b - 1} ({reason})")
+
+    def one_line(self) -> LivedeadError:
+        return LivedeadError(f"{self} (data.on_bad_chunk=skip trains without it)")
 
 
 def check_classes(labels: np.ndarray, num_classes: int, where: str, tiles: Slice | None = None) -> None:
@@ -61,12 +75,16 @@ class ChunkAppender:
     chunk per dataset whatever the number of rows.
     """
 
-    def __init__(self, f: h5py.File, rows: dict[str, tuple[tuple[int, ...], np.dtype]], chunk: int) -> None:
+    def __init__(
+        self, f: h5py.File, rows: dict[str, tuple[tuple[int, ...], np.dtype]], chunk: int, checksum: bool = False
+    ) -> None:
         self.chunk = chunk
         self.n = 0
         self.fill = 0
         self.datasets = {
-            name: f.create_dataset(name, (0, *shape), dtype, maxshape=(None, *shape), chunks=(chunk, *shape))
+            name: f.create_dataset(
+                name, (0, *shape), dtype, maxshape=(None, *shape), chunks=(chunk, *shape), fletcher32=checksum
+            )
             for name, (shape, dtype) in rows.items()
         }
         self.buffers = {name: np.empty((chunk, *shape), dtype) for name, (shape, dtype) in rows.items()}
@@ -111,7 +129,7 @@ def copy_in_order(
     rows = {name: (src[name].shape[1:], src[name].dtype) for name in DATASETS}
     small = {name: src[name][:] for name, (shape, dtype) in rows.items() if np.prod(shape) * dtype.itemsize < 1024}
     large = {name: src[name] for name in DATASETS if name not in small}
-    out = ChunkAppender(dst, rows, chunk)
+    out = ChunkAppender(dst, rows, chunk, checksum=True)
     scratch = {name: np.empty((chunk, *ds.shape[1:]), ds.dtype) for name, ds in large.items()}
     for start in range(0, len(order), chunk):
         want = order[start : start + chunk]
@@ -155,10 +173,25 @@ class TileFileInfo:
     dtype: np.dtype
     chunk: int
     compressed: bool
+    """Compressed or checksummed: chunks are read whole, each once (the filters work on whole chunks)."""
     class_counts: np.ndarray  # (N, C) per tile
     train_ranges: list[Slice]
     val_ranges: list[Slice]
     split_note: str
+
+
+def fingerprint(path: Path, span: int = 1 << 20) -> dict[str, Any]:
+    """Size and hashes of the first and last MiB of a file: a checkpoint's record of the data it read.
+
+    A file replaced or truncated while a run was paused differs in one of them; a copy of the same
+    file (another mtime, another machine) does not.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = hashlib.sha1(f.read(span)).hexdigest()
+        f.seek(max(0, size - span))
+        tail = hashlib.sha1(f.read(span)).hexdigest()
+    return {"size": size, "head_sha1": head, "tail_sha1": tail}
 
 
 def open_tile_file(path: Path) -> h5py.File:
@@ -202,13 +235,18 @@ class FileCache:
             log.info("livedead: cannot write the cache %s (%s); keeping it in memory", self.path, err)
 
 
-def count_classes(labels: h5py.Dataset, num_classes: int, chunk: int) -> np.ndarray:
-    """One streaming pass over the labels: class counts per tile."""
+def count_classes(labels: h5py.Dataset, num_classes: int, chunk: int, on_bad_chunk: str = "error") -> np.ndarray:
+    """One streaming pass over the labels: class counts per tile (none for a damaged chunk left out)."""
     counts = np.zeros((labels.shape[0], num_classes), np.int64)
     buf = np.empty((chunk, *labels.shape[1:]), labels.dtype)
     for a in range(0, labels.shape[0], chunk):
         b = min(a + chunk, labels.shape[0])
-        labels.read_direct(buf, np.s_[a:b], np.s_[: b - a])
+        try:
+            labels.read_direct(buf, np.s_[a:b], np.s_[: b - a])
+        except OSError as err:
+            if on_bad_chunk == "skip":
+                continue
+            raise DamagedChunk(labels.file.filename, labels.name, a, b, err).one_line() from None
         flat = buf[: b - a].reshape(b - a, -1)
         check_classes(flat, num_classes, f"{labels.file.filename}: dataset '{labels.name}'", (a, b))
         for c in range(num_classes):
@@ -226,6 +264,7 @@ def inspect_tile_file(
     val_fraction: float,
     seed: int,
     on_count: Callable[[str], None] = log.info,
+    on_bad_chunk: str = "error",
 ) -> TileFileInfo:
     """Validate a tile file's structure and work out its chunking, class counts and split.
 
@@ -265,7 +304,7 @@ def inspect_tile_file(
                 f"{path}: config key 'data.batch_size': expected <= the file's chunk of {chunk} tiles, "
                 f"found {batch_size} (a batch never crosses a chunk)"
             )
-        compressed = images.compression is not None or labels.compression is not None
+        compressed = any(ds.compression is not None or ds.fletcher32 for ds in (images, labels))
         declared = f.attrs.get("n_train")
         if counts_key in f and f[counts_key].shape == (n, num_classes):
             counts = f[counts_key][:]
@@ -274,7 +313,7 @@ def inspect_tile_file(
             counts = cache.get(f"class_counts_{labels_key}")
             if counts is None:
                 on_count(f"livedead: counting classes in {path}:/{labels_key} (cached for next time)")
-                counts = count_classes(labels, num_classes, chunk)
+                counts = count_classes(labels, num_classes, chunk, on_bad_chunk)
                 cache.put(f"class_counts_{labels_key}", counts)
 
     if (counts.sum(axis=0) > 0).sum() < 2:
@@ -326,11 +365,12 @@ def _merge(ranges: list[Slice]) -> list[Slice]:
 
 
 def image_statistics(
-    path: Path, images_key: str, ranges: list[Slice], chunk: int, max_tiles: int
+    path: Path, images_key: str, ranges: list[Slice], chunk: int, max_tiles: int, on_bad_chunk: str = "error"
 ) -> tuple[float, float]:
     """Mean and standard deviation of the images in ``ranges`` (cached beside the file).
 
-    At most ``max_tiles`` tiles are read, in whole chunks spread evenly over the ranges.
+    At most ``max_tiles`` tiles are read, in whole chunks spread evenly over the ranges; a damaged
+    chunk is one line, or left out with ``on_bad_chunk="skip"``.
     """
     cache = FileCache(path)
     split = json.dumps([images_key, ranges, max_tiles])
@@ -346,10 +386,17 @@ def image_statistics(
         ds = f[images_key]
         for start, stop in dict.fromkeys(picks):
             for a in range(start, stop, 100):  # 100 tiles at a time: bounded float64 temporaries
-                x = ds[a : min(a + 100, stop)].astype(np.float64)
+                try:
+                    x = ds[a : min(a + 100, stop)].astype(np.float64)
+                except OSError as err:
+                    if on_bad_chunk == "skip":
+                        continue
+                    raise DamagedChunk(path, ds.name, a, min(a + 100, stop), err).one_line() from None
                 total += x.sum()
                 total_sq += np.square(x).sum()
                 count += x.size
+    if not count:
+        raise LivedeadError(f"{path}: dataset '/{images_key}': no readable training tiles for the statistics")
     mean = float(total / count)  # plain floats: they go into checkpoints, loaded with weights_only=True
     std = math.sqrt(max(float(total_sq / count) - mean * mean, 1e-12))
     cache.put(key, np.array([mean, std]))

@@ -36,7 +36,7 @@ from livedead import CLASS_NAMES
 from livedead.data.labels import labels_from_stains
 from livedead.data.plates import PLATE_CHANNELS, PlateImage, TiffLayout, open_plate
 from livedead.data.scale import NucleusScale, estimate_diameter
-from livedead.errors import LivedeadError, atomic_path, one_line
+from livedead.errors import LivedeadError, atomic_path, one_line, remove_stale_temporaries
 from livedead.inference.counting import (
     Nuclei,
     class_map_of,
@@ -194,6 +194,7 @@ def run(cfg: PredictConfig) -> tuple[list[dict[str, Any]], int]:
     if model.foreground_threshold is None:
         console.print(f"{ckpt}: no calibrated foreground threshold (an older checkpoint): counting the argmax")
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # what a killed run was writing
     truth = Truth(source)
     stains = "hoechst" in plate.channels and "draq7" in plate.channels
     rows: list[dict[str, Any]] = []

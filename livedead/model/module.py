@@ -39,6 +39,14 @@ from livedead.viz.overlays import overlay_grid
 WEIGHT_MODES = ("none", "inverse", "median")
 
 
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite: the run stops at that step (``train.py`` records it as diverged)."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"the training loss became {loss} at step {step}")
+        self.step = step
+
+
 def class_weights(counts: np.ndarray, mode: str | Sequence[float]) -> torch.Tensor:
     """Cross-entropy class weights from pixel counts per class.
 
@@ -122,6 +130,11 @@ class LiveDeadModule(L.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(n, validate_args=False)
         self.val_threshold = AreaMatchedThreshold(pr_thresholds)
         self.foreground_threshold: float | None = None  # counting's P(nucleus) threshold, from validation
+        self._validated: dict[str, float] = {}  # the last validation's metrics, from a resumed checkpoint
+        self._resumed_rng: dict[str, Any] | None = None  # from a resumed checkpoint, see on_train_batch_start
+        self._unlogged: dict[str, Any] | None = None
+        self.skipped_tiles = 0  # tiles of damaged chunks left out (data.on_bad_chunk=skip)
+        self._skipped_reported = 0
         self.overlay_images: torch.Tensor | None = None
         self.overlay_labels: torch.Tensor | None = None
         if init_from:
@@ -162,7 +175,85 @@ class LiveDeadModule(L.LightningModule):
             "net": self.net_spec,
             "normalization": getattr(self, "normalization", None),
             "foreground_threshold": self.foreground_threshold,
+            "validated": {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
+            if self._trainer is not None
+            else {},
         }
+        # what TensorBoard has of the run so far goes to disk with the checkpoint: a killed run then
+        # loses none of the steps it resumes after (the later ones it purges, as they are redone)
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.flush()
+        unlogged = self._unlogged_step_metrics()
+        if unlogged:
+            checkpoint["livedead_unlogged"] = unlogged
+        # the random state (dropout draws from it), put back at the first batch of a resumed run:
+        # restoring it earlier would let the sanity check's and the data loaders' draws shift it
+        checkpoint["livedead_rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["livedead_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def _unlogged_step_metrics(self) -> dict[str, Any] | None:
+        """The step's metrics, when a checkpoint is saved at the end of a training batch (``every_n_train_steps``).
+
+        Lightning saves such a checkpoint before it hands that step's metrics to the loggers, and a
+        run resumed from it starts at the next batch: without this record, a kill between the save
+        and the logging would leave that step missing from TensorBoard for good.
+        """
+        trainer = self._trainer
+        if trainer is None or not trainer.training or not trainer.loggers:
+            return None
+        loop = trainer.fit_loop.epoch_loop
+        progress = loop.batch_progress.current
+        connector = trainer._logger_connector
+        if progress.processed <= progress.completed or not connector.should_update_logs:
+            return None  # not inside a batch's end, or not a step whose metrics are logged
+        metrics = {k: float(v) for k, v in connector.metrics["log"].items()}
+        metrics.setdefault("epoch", float(trainer.current_epoch))  # as Lightning adds it
+        return {"step": int(loop._batches_that_stepped), "metrics": metrics}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed_rng = checkpoint.get("livedead_rng")
+        self._unlogged = checkpoint.get("livedead_unlogged")
+        self._validated = dict(checkpoint.get("livedead", {}).get("validated") or {})
+
+    def on_train_epoch_end(self) -> None:
+        new = self.skipped_tiles - self._skipped_reported
+        if new:
+            self.print(f"livedead: epoch {self.current_epoch}: left out {new} tiles of damaged chunks")
+            self._skipped_reported = self.skipped_tiles
+        self.log("data/skipped_tiles", float(self.skipped_tiles))
+
+    def on_train_epoch_start(self) -> None:
+        """Make up an epoch scheduler step that Lightning skipped after a resume.
+
+        Lightning does not step epoch-interval schedulers at the end of the epoch a run restarted in
+        (it has not saved the metrics a plateau scheduler needs), nor for the epoch a checkpoint
+        saved at validation was in, so a resumed run would keep its learning rate an epoch too
+        long. Each epoch begins with as many steps as epochs done; a missing one is made here, with
+        the last validation's metrics (kept in the checkpoint as ``validated``).
+        """
+        metrics = {**self._validated, **{k: float(v) for k, v in self.trainer.callback_metrics.items()}}
+        for config in self.trainer.lr_scheduler_configs:
+            if config.interval != "epoch" or config.frequency != 1:
+                continue
+            if getattr(config.scheduler, "last_epoch", self.current_epoch) >= self.current_epoch:
+                continue
+            if not config.reduce_on_plateau:
+                self.lr_scheduler_step(config.scheduler, None)
+            elif config.monitor in metrics:
+                self.lr_scheduler_step(config.scheduler, metrics[config.monitor])
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        unlogged, self._unlogged = self._unlogged, None
+        if unlogged:  # the step the checkpoint was saved at, whose metrics the killed run may not have logged
+            for logger in self.loggers:
+                logger.log_metrics(unlogged["metrics"], step=unlogged["step"])
+        rng, self._resumed_rng = self._resumed_rng, None
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
@@ -181,12 +272,25 @@ class LiveDeadModule(L.LightningModule):
     def _loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), label.long(), weight=self.class_weight)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def _skips(self, batch: dict[str, torch.Tensor]) -> bool:
+        """A batch of a damaged chunk (``data.on_bad_chunk=skip``) holds no tiles: count it, and skip the step."""
+        if "skipped" not in batch:
+            return False
+        self.skipped_tiles += int(batch["skipped"].sum())
+        return True
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        if self._skips(batch):
+            return None
         loss = self._loss(self(batch["image"]), batch["label"])
+        if not torch.isfinite(loss):  # the step after stops nothing: stop here, and say where
+            raise Diverged(self.global_step, loss.detach().item())
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if self._skips(batch):
+            return
         logits = self(batch["image"]).float()
         label = batch["label"]
         loss = self._loss(logits, label)

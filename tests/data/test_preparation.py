@@ -225,7 +225,10 @@ def test_failure_midway_leaves_nothing(plate_path, tmp_path):
     single = generate_plate(tmp_path / "one.h5", PlateSpec(wells=1, timepoints=1, height=200, width=200))
     with pytest.raises(LivedeadError, match="at least 2 wells"):
         prepare(single, tmp_path / "t.h5", bad_split)  # fails after the first pass has written every tile
-    assert sorted(os.listdir(tmp_path)) == ["one.h5"]
+    # no output; the kept first pass is whole (and marked so): a rerun with other settings reuses it
+    assert sorted(os.listdir(tmp_path)) == ["one.h5", "t.all.h5"]
+    with h5py.File(tmp_path / "t.all.h5") as f:
+        assert f.attrs["complete"]
 
 
 def test_failure_while_writing_leaves_nothing(plate_path, tmp_path):
