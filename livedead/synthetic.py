@@ -2,6 +2,10 @@
 
 Writes a synthetic live/dead plate (:mod:`livedead.data.synthetic`). Every setting and its
 default is a field of :class:`livedead.data.synthetic.PlateSpec` (``conf/synthetic.yaml``).
+``fields=<folder>`` also images every well as a grid of overlapping fields with stage errors, as
+a microscope writes them (``grid.rows``, ``grid.cols``, ``grid.overlap``, ``grid.jitter``,
+``grid.ome_tiff``...: :class:`livedead.data.synthetic.FieldGrid`), with their true positions in
+``<folder>/positions.csv``.
 """
 
 from __future__ import annotations
@@ -13,10 +17,17 @@ from omegaconf import MISSING, DictConfig
 
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
-from livedead.data.synthetic import PlateSpec, generate_plate
+from livedead.data.synthetic import FieldGrid, PlateSpec, generate_plate, write_fields
 
 PROG = "livedead.synthetic"
-schema.store("synthetic_schema", PlateSpec, output=(str, MISSING), progress=(bool, True))
+schema.store(
+    "synthetic_schema",
+    PlateSpec,
+    output=(str, MISSING),
+    progress=(bool, True),
+    fields=(str | None, None),
+    grid=(FieldGrid, FieldGrid),
+)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://livedead.conf", config_name="synthetic")
@@ -25,6 +36,11 @@ def main(cfg: DictConfig) -> None:
     spec = PlateSpec(**{f.name: cfg[f.name] for f in fields(PlateSpec)})
     path = generate_plate(cfg.output, spec, progress=cfg.progress)
     print(f"wrote {path} ({spec.wells} wells x {spec.timepoints} time points, {spec.height}x{spec.width})")
+    if cfg.fields:
+        positions = write_fields(path, cfg.fields, FieldGrid(**cfg.grid))
+        print(
+            f"wrote {cfg.grid.rows}x{cfg.grid.cols} fields of every image to {cfg.fields} (true positions: {positions})"
+        )
 
 
 def cli() -> None:

@@ -53,7 +53,8 @@ class TrainSettings:
 
 
 def schema_of(cls: type, **extra: tuple[Any, Any]) -> type:
-    """A mutable dataclass with the fields, types and defaults of ``cls``, plus ``extra`` (name: (type, default)).
+    """A mutable dataclass with the fields, types and defaults of ``cls``, plus ``extra`` (name: (type, default);
+    a dataclass as the default stands for its own defaults).
 
     Hydra needs resolved (not string) annotations and a mutable class to merge overrides into;
     this copies a package dataclass without restating any default.
@@ -67,7 +68,13 @@ def schema_of(cls: type, **extra: tuple[Any, Any]) -> type:
             spec.append((f.name, hints[f.name], dataclasses.field(default_factory=f.default_factory)))
         else:
             spec.append((f.name, hints[f.name], dataclasses.field(default=MISSING)))
-    spec += [(name, tp, dataclasses.field(default=default)) for name, (tp, default) in extra.items()]
+    for name, (tp, default) in extra.items():  # a dataclass given as the default: a fresh one each time
+        field = (
+            dataclasses.field(default_factory=default)
+            if isinstance(default, type)
+            else dataclasses.field(default=default)
+        )
+        spec.append((name, tp, field))
     return dataclasses.make_dataclass(f"{cls.__name__}Schema", spec)
 
 

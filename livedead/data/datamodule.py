@@ -129,7 +129,8 @@ class TileDataModule(L.LightningDataModule):
         dataset = self._dataset()
         for ranges in (self.info.train_ranges, self.info.val_ranges):
             first = ranges[0][0]
-            dataset[((first, min(first + hp.batch_size, ranges[0][1])),)]  # value checks before any worker starts
+            last = min(first + hp.batch_size, ranges[0][1], (first // self.info.chunk + 1) * self.info.chunk)
+            dataset[((first, last),)]  # value checks before any worker starts (a batch, inside one chunk)
         dataset.close()  # no handle may be open when the workers fork
         rank_zero_info(
             f"livedead: {self.path}: {self.info.n:,} tiles of {self.info.height}x{self.info.width} "

@@ -12,23 +12,30 @@ HDF5 plate layout (written by :mod:`livedead.data.synthetic`; real data may use 
 * optional ``/truth/labels`` (wells, timepoints, H, W) uint8, ``/truth/live_count`` and
   ``/truth/dead_count`` (wells, timepoints).
 
-TIFF folder: one stitched multi-channel TIFF per well and time point, named by a regular
-expression with the groups ``well`` and ``time`` (default ``A1_t003.tif``), the channel order
-given by ``channels`` and the axis order by ``axes`` (``CYX`` or ``YXC``).
+Image folder: one stitched multi-channel image per well and time point, named by a regular
+expression with the groups ``well`` and ``time`` (default ``A1_t003.tif``, ``A1_t003.ome.tif`` or
+a vendor file such as ``A1_t003.nd2``), read by :func:`livedead.data.images.read_image`. The
+channel roles are the file's channels in the order ``channels`` gives or, for files that name
+their channels (OME-TIFF, vendor formats), by name (``tiff.channel_names``); the axis order of a
+plain TIFF is ``tiff.axes`` (``CYX`` or ``YXC``). The pixel size of the first image's metadata is
+the plate's.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
-import tifffile
 
+from livedead.data.images import ImageMeta, pick_channels, read_image
 from livedead.errors import LivedeadError
+
+PLATE_FORMAT = "livedead-plate/2"
+"""The raw plate layout's version (``attrs["format"]``); version 2 adds ``/truth/instances``."""
 
 PLATE_CHANNELS = ("brightfield", "hoechst", "draq7")
 """The channels a plate carries by default: transmitted light, then the two stains."""
@@ -38,10 +45,13 @@ PLATE_CHANNELS = ("brightfield", "hoechst", "draq7")
 class TiffLayout:
     """How a folder of stitched TIFFs names and orders its images (config key ``tiff``)."""
 
-    pattern: str = r"^(?P<well>[A-Za-z]*\d+)_t(?P<time>\d+)\.tiff?$"
-    """A regular expression with the groups ``well`` and ``time``: ``A1_t003.tif``."""
+    pattern: str = r"^(?P<well>[A-Za-z]*\d+)_t(?P<time>\d+)(\.ome)?\.(tiff?|nd2|czi|lif)$"
+    """A regular expression with the groups ``well`` and ``time``: ``A1_t003.tif``, ``A1_t003.ome.tif``."""
     axes: str = "CYX"
-    """``CYX`` or ``YXC``."""
+    """``CYX`` or ``YXC``, for plain TIFFs (OME-TIFF and vendor files say their own)."""
+    channel_names: dict[str, str] = field(default_factory=dict)
+    """Role to the file's channel name (``{brightfield: BF, hoechst: DAPI, draq7: Cy5}``), for files
+    that name their channels; empty: the file's channels are ``channels`` in order."""
 
 
 @dataclass
@@ -94,8 +104,7 @@ def open_plate(
     if not path.exists():
         raise LivedeadError(f"{path}: file not found")
     if path.is_dir():
-        tiff = tiff or TiffLayout()
-        return _tiff_plate(path, channels, tiff.pattern, tiff.axes)
+        return _folder_plate(path, channels, tiff or TiffLayout())
     return _hdf5_plate(path, channels, images_key)
 
 
@@ -160,62 +169,47 @@ def _hdf5_plate(path: Path, channels: Sequence[str] | None, images_key: str) -> 
     return plate, images()
 
 
-def _tiff_plate(
-    folder: Path, channels: Sequence[str] | None, pattern: str, axes: str
+def _folder_plate(
+    folder: Path, channels: Sequence[str] | None, layout: TiffLayout
 ) -> tuple[Plate, Iterator[PlateImage]]:
-    if axes not in ("CYX", "YXC"):
-        raise LivedeadError(f"config key 'tiff.axes': expected 'CYX' or 'YXC', found {axes!r}")
     if not channels:
-        raise LivedeadError(f"{folder}: a TIFF folder needs config key 'channels' to name the channel order")
-    regex = re.compile(pattern)
+        raise LivedeadError(f"{folder}: an image folder needs config key 'channels' to name the channel roles")
+    regex = re.compile(layout.pattern)
     found = []
     for p in sorted(folder.iterdir()):
         m = regex.match(p.name)
         if m:
             found.append((m.group("well"), int(m.group("time")), p))
     if not found:
-        raise LivedeadError(f"{folder}: expected TIFF files matching {pattern!r}, found none")
+        raise LivedeadError(f"{folder}: expected image files matching {layout.pattern!r}, found none")
     wells = sorted({w for w, _, _ in found})
     times = sorted({t for _, t, _ in found})
-    first = _read_tiff(found[0][2], axes, len(channels))
+    first, meta = _read(found[0][2], channels, layout)
     plate = Plate(
         source=folder,
         wells=wells,
         timepoints=len(times),
-        shape=first.shape[1:],
-        dtype=first.dtype,
+        shape=next(iter(first.values())).shape,
+        dtype=next(iter(first.values())).dtype,
         channels=list(channels),
         has_truth=False,
         n_images=len(found),
+        pixel_size_um=meta.pixel_size_um,
     )
 
     def images() -> Iterator[PlateImage]:
         for well, time, p in sorted(found, key=lambda x: (wells.index(x[0]), x[1])):
             w, t = wells.index(well), times.index(time)
             try:
-                data = _read_tiff(p, axes, len(channels))
+                data, _ = _read(p, channels, layout)
             except LivedeadError as err:
                 yield PlateImage(w, t, {}, error=str(err))
                 continue
-            yield PlateImage(w, t, dict(zip(channels, data, strict=True)))
+            yield PlateImage(w, t, data)
 
     return plate, images()
 
 
-def _read_tiff(path: Path, axes: str, n_channels: int) -> np.ndarray:
-    try:
-        data = tifffile.imread(path)
-    except Exception as err:  # tifffile raises several types for broken files
-        raise LivedeadError(f"{path}: expected a readable TIFF, found {type(err).__name__}: {err}") from None
-    if data.ndim == 2 and n_channels == 1:
-        data = data[None]
-    if data.ndim != 3:
-        raise LivedeadError(f"{path}: expected a 3-D {axes} image, found shape {data.shape}")
-    if axes == "YXC":
-        data = np.moveaxis(data, -1, 0)
-    if data.shape[0] != n_channels:
-        raise LivedeadError(
-            f"{path}: expected {n_channels} channels (config key 'channels'), found {data.shape[0]} "
-            f"in a {axes} image of shape {data.shape}"
-        )
-    return data
+def _read(path: Path, channels: Sequence[str], layout: TiffLayout) -> tuple[dict[str, np.ndarray], ImageMeta]:
+    data, meta = read_image(path, layout.axes)
+    return pick_channels(data, meta, channels, layout.channel_names, path, "tiff.channel_names"), meta

@@ -65,6 +65,10 @@ class PrepareConfig:
     """The pixel size, if the plate does not record it (with ``nucleus_diameter_um``)."""
     nucleus_diameter_um: float | None = None
     """The nucleus diameter in micrometres: with a pixel size, it fixes ``diameter``."""
+    checksum: bool = True
+    """Write HDF5's fletcher32 checksums, so damage to the file is found when it is read. HDF5 verifies
+    them at about 1 GB/s on one core: the loader then delivers fewer tiles per second (README,
+    benchmarks), still far more than training takes in."""
     keep_intermediate: bool = False
     """Keep ``<output>.all.h5``: every tile, before the multi-class filter."""
     progress: bool = True
@@ -209,7 +213,7 @@ def _tile_pass(
 def _recipe(source: Path, cfg: PrepareConfig) -> str:
     """What the first pass's file depends on: the plate's fingerprint and the tiling and labelling settings."""
     settings = asdict(cfg)
-    for key in ("split_by", "val_fraction", "seed", "keep_intermediate", "progress"):
+    for key in ("split_by", "val_fraction", "seed", "checksum", "keep_intermediate", "progress"):
         settings.pop(key)
     if source.is_dir():
         files = sorted((p.name, p.stat().st_size) for p in source.iterdir() if p.is_file())
@@ -258,7 +262,7 @@ def _write_final(all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig
 
         with atomic_path(output) as tmp, h5py.File(tmp, "w") as dst:
             task = bar.add_task("writing kept tiles", total=-(-len(order) // cfg.chunk))
-            copy_in_order(src, dst, order, cfg.chunk, on_chunk=lambda: bar.advance(task))
+            copy_in_order(src, dst, order, cfg.chunk, cfg.checksum, on_chunk=lambda: bar.advance(task))
             dst.attrs.update(
                 {
                     "format": FORMAT,

@@ -28,14 +28,15 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import tifffile
 from rich.progress import Progress
 from scipy import ndimage
 
-from livedead.data.plates import PLATE_CHANNELS
+from livedead.data.images import write_ome_tiff
+from livedead.data.plates import PLATE_CHANNELS, PLATE_FORMAT
+from livedead.data.stitching import ORDERS, grid_cell
 from livedead.errors import LivedeadError, atomic_path
 
-FORMAT = "livedead-plate/2"
-"""Version 2 adds ``/truth/instances``; a cached plate of another version is made anew."""
 _MARGIN = 18  # px at magnification 1: cell centres stay this far inside the image, so every counted cell is whole
 
 
@@ -298,7 +299,7 @@ def generate_plate(path: str | Path, spec: PlateSpec, progress: bool = True) -> 
         live = truth.create_dataset("live_count", (w, t), np.int64)
         dead = truth.create_dataset("dead_count", (w, t), np.int64)
         truth.create_dataset("death_hazard", data=death_hazards(spec))
-        f.attrs["format"] = FORMAT
+        f.attrs["format"] = PLATE_FORMAT
         f.attrs["spec"] = json.dumps(asdict(spec))
         f.attrs["wells"] = [f"W{i + 1:02d}" for i in range(w)]
         f.attrs["time_interval_h"] = spec.time_interval_h
@@ -313,3 +314,76 @@ def generate_plate(path: str | Path, spec: PlateSpec, progress: bool = True) -> 
                 dead[well, tp] = int((~cells.alive).sum())
                 bar.advance(task)
     return path
+
+
+@dataclass
+class FieldGrid:
+    """How :func:`write_fields` images each well as a microscope does: a grid of overlapping fields,
+    each a little off its nominal position (the stage's error), at every time point."""
+
+    rows: int = 3
+    cols: int = 3
+    overlap: float = 0.1
+    """Nominal overlap of neighbouring fields, as a fraction of a field's size."""
+    jitter: int = 3
+    """The stage's error: each field is off its nominal position by up to this many px per axis, the
+    same at every time point (a stage repeats its positions)."""
+    order: str = "row-major"
+    """The order the stage visits the grid in, which numbers the fields (``livedead.data.stitching.ORDERS``)."""
+    noise: float = 0.0
+    """Standard deviation of each exposure's own camera noise (counts); 0: every field is an exact crop."""
+    ome_tiff: bool = False
+    """Write OME-TIFF with channel names, pixel size and stage positions, instead of plain CYX TIFF."""
+    pixel_size_um: float = 0.65
+    seed: int = 0
+
+
+def write_fields(plate: str | Path, folder: str | Path, grid: FieldGrid) -> Path:
+    """Cut every image of a raw plate into ``grid``'s overlapping fields; returns ``positions.csv``, the
+    true (y, x) of every field in its well image.
+
+    Field files are named as :data:`livedead.data.stitching.FIELD_PATTERN` expects
+    (``W01_f003_t000.tif``). The field size is the largest that fits the well with the jitter.
+    """
+    if grid.order not in ORDERS:
+        raise LivedeadError(f"config key 'grid.order': expected one of {ORDERS}, found {grid.order!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([grid.seed, 11])
+    rows_out = ["well,field,row,col,y,x"]
+    with h5py.File(plate, "r") as f:
+        images = f["images"]
+        names = [str(c) for c in images.attrs["channels"]]
+        wells = [str(w) for w in f.attrs["wells"]]
+        h, w = images.shape[3:]
+        size = [int((n - 2 * grid.jitter) / (k - (k - 1) * grid.overlap)) for n, k in ((h, grid.rows), (w, grid.cols))]
+        step = [round(s * (1 - grid.overlap)) for s in size]
+        if min(size) < 16:
+            raise LivedeadError(f"{plate}: images of {h}x{w} px are too small for a {grid.rows}x{grid.cols} grid")
+        for wi, well in enumerate(wells):
+            cells = [grid_cell(k, grid.rows, grid.cols, grid.order) for k in range(grid.rows * grid.cols)]
+            true = [
+                (r * step[0] + grid.jitter + int(rng.integers(-grid.jitter, grid.jitter + 1)),
+                 c * step[1] + grid.jitter + int(rng.integers(-grid.jitter, grid.jitter + 1)))
+                for r, c in cells
+            ]  # fmt: skip
+            for k, ((r, c), (y, x)) in enumerate(zip(cells, true, strict=True)):
+                rows_out.append(f"{well},{k},{r},{c},{y},{x}")
+            for t in range(images.shape[1]):
+                image = images[wi, t]
+                for k, (y, x) in enumerate(true):
+                    data = image[:, y : y + size[0], x : x + size[1]]
+                    if grid.noise:
+                        noisy = data + rng.normal(0, grid.noise, data.shape)
+                        data = np.clip(np.rint(noisy), 0, np.iinfo(data.dtype).max).astype(data.dtype)
+                    name = f"{well}_f{k:03d}_t{t:03d}"
+                    if grid.ome_tiff:
+                        position = (y * grid.pixel_size_um, x * grid.pixel_size_um)
+                        with atomic_path(folder / f"{name}.ome.tif") as tmp:
+                            write_ome_tiff(tmp, data, names, grid.pixel_size_um, position)
+                    else:
+                        with atomic_path(folder / f"{name}.tif") as tmp:
+                            tifffile.imwrite(tmp, data, photometric="minisblack")
+    positions = folder / "positions.csv"
+    positions.write_text("\n".join(rows_out) + "\n")
+    return positions

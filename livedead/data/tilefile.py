@@ -117,9 +117,11 @@ def copy_in_order(
     dst: h5py.File,
     order: np.ndarray,
     chunk: int,
+    checksum: bool = True,
     on_chunk: Callable[[], None] | None = None,
 ) -> int:
-    """Copy tiles ``order[0], order[1], ...`` of ``src`` into new chunked datasets of ``dst``.
+    """Copy tiles ``order[0], order[1], ...`` of ``src`` into new chunked datasets of ``dst``, with
+    fletcher32 checksums unless ``checksum`` is false.
 
     Streams one output chunk at a time: its source tiles are read in ascending order, with
     runs of neighbours coalesced into single slice reads (never h5py fancy indexing), then
@@ -129,7 +131,7 @@ def copy_in_order(
     rows = {name: (src[name].shape[1:], src[name].dtype) for name in DATASETS}
     small = {name: src[name][:] for name, (shape, dtype) in rows.items() if np.prod(shape) * dtype.itemsize < 1024}
     large = {name: src[name] for name in DATASETS if name not in small}
-    out = ChunkAppender(dst, rows, chunk, checksum=True)
+    out = ChunkAppender(dst, rows, chunk, checksum=checksum)
     scratch = {name: np.empty((chunk, *ds.shape[1:]), ds.dtype) for name, ds in large.items()}
     for start in range(0, len(order), chunk):
         want = order[start : start + chunk]

@@ -1,0 +1,64 @@
+"""The one image reader: plain TIFF, OME-TIFF with its metadata, channel roles by position or by name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from livedead.data.images import ImageMeta, pick_channels, read_image, write_ome_tiff
+from livedead.data.plates import TiffLayout, open_plate
+from livedead.errors import LivedeadError
+
+
+def test_ome_tiff_round_trip_keeps_channel_names_pixel_size_and_stage_position(tmp_path):
+    data = np.random.default_rng(0).integers(0, 4000, (3, 40, 60), dtype=np.uint16)
+    write_ome_tiff(tmp_path / "a.ome.tif", data, ["BF", "Hoechst 33342", "Draq7"], 0.325, (120.5, -40.0))
+    back, meta = read_image(tmp_path / "a.ome.tif")
+    np.testing.assert_array_equal(back, data)
+    assert meta == ImageMeta(["BF", "Hoechst 33342", "Draq7"], 0.325, (120.5, -40.0))
+    with tifffile.TiffFile(tmp_path / "a.ome.tif") as tif:  # what napari and Fiji read
+        assert 'PhysicalSizeX="0.325"' in tif.ome_metadata
+        assert 'Name="Hoechst 33342"' in tif.ome_metadata
+
+
+def test_plain_tiff_axes_and_broken_files(tmp_path):
+    data = np.arange(2 * 5 * 7, dtype=np.uint16).reshape(5, 7, 2)
+    tifffile.imwrite(tmp_path / "yxc.tif", data)
+    back, meta = read_image(tmp_path / "yxc.tif", "YXC")
+    assert back.shape == (2, 5, 7)
+    assert meta == ImageMeta()
+    (tmp_path / "bad.tif").write_bytes(b"not a tiff")
+    with pytest.raises(LivedeadError, match="bad.tif: expected a readable TIFF"):
+        read_image(tmp_path / "bad.tif")
+    (tmp_path / "x.nd2").write_bytes(b"")
+    with pytest.raises(LivedeadError, match="pip install"):
+        read_image(tmp_path / "x.nd2")  # bioio is the optional [formats] extra, not installed here
+
+
+def test_channel_roles_by_position_or_by_name():
+    data = np.stack([np.full((2, 2), v) for v in (1, 2, 3)])
+    meta = ImageMeta(["BF", "DAPI", "Cy5"])
+    by_order = pick_channels(data, meta, ["brightfield", "hoechst", "draq7"], {}, "f")
+    assert [int(v[0, 0]) for v in by_order.values()] == [1, 2, 3]
+    by_name = pick_channels(data, meta, ["brightfield", "draq7"], {"brightfield": "BF", "draq7": "Cy5"}, "f")
+    assert [int(v[0, 0]) for v in by_name.values()] == [1, 3]
+    with pytest.raises(LivedeadError, match=r"f: config key 'channel_names.draq7': expected a channel named 'Draq7'"):
+        pick_channels(data, meta, ["draq7"], {"draq7": "Draq7"}, "f")
+    with pytest.raises(LivedeadError, match="expected 2 channels"):
+        pick_channels(data, meta, ["brightfield", "hoechst"], {}, "f")
+
+
+def test_a_folder_of_ome_tiffs_is_a_plate_with_its_pixel_size(tmp_path):
+    for well in ("A1", "B2"):
+        for t in range(2):
+            data = np.full((3, 30, 40), t + 1, np.uint16)
+            write_ome_tiff(tmp_path / f"{well}_t{t:03d}.ome.tif", data, ["Hoechst", "TL", "Draq7"], 0.65)
+    layout = TiffLayout(channel_names={"brightfield": "TL", "hoechst": "Hoechst", "draq7": "Draq7"})
+    plate, images = open_plate(tmp_path, tiff=layout)
+    assert (plate.wells, plate.timepoints, plate.shape, plate.pixel_size_um) == (["A1", "B2"], 2, (30, 40), 0.65)
+    first = next(images)
+    assert sorted(first.channels) == ["brightfield", "draq7", "hoechst"]
+    wrong = TiffLayout(channel_names={"brightfield": "Phase", "hoechst": "Hoechst", "draq7": "Draq7"})
+    with pytest.raises(LivedeadError, match=r"'tiff.channel_names.brightfield': expected a channel named 'Phase'"):
+        open_plate(tmp_path, tiff=wrong)
