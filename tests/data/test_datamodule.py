@@ -228,6 +228,15 @@ def test_compressed_files_read_each_chunk_once(tmp_path, compression, workers):
         assert sorted(loads) == sorted(set(loads)), "a chunk was decompressed twice"
 
 
+def test_a_split_that_starts_inside_a_chunk_of_a_chunk_read_file(tmp_path):
+    """Setup checks the first batch of each split; in a file read a chunk at a time (compressed or
+    checksummed, as prepare writes it), that batch must end at its chunk's end too."""
+    path = write_tiles(tmp_path / "c.h5", n=400, chunk=64, compression="lzf", n_train=370)
+    dm = TileDataModule(path, batch_size=20, num_workers=0, augment=False, persistent_workers=False)
+    dm.setup()  # validation starts at tile 370; the chunk ends at 384
+    assert sorted(epoch_tiles(dm.val_dataloader())) == list(range(370, 400))
+
+
 def test_any_chunking_and_uint8_and_float32(tmp_path):
     for dtype in (np.uint8, np.float32):
         path = write_tiles(tmp_path / f"{np.dtype(dtype).name}.h5", chunk=None, dtype=np.uint16, n_train=300)
