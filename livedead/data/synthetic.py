@@ -356,8 +356,13 @@ def write_fields(plate: str | Path, folder: str | Path, grid: FieldGrid) -> Path
         names = [str(c) for c in images.attrs["channels"]]
         wells = [str(w) for w in f.attrs["wells"]]
         h, w = images.shape[3:]
-        size = [int((n - 2 * grid.jitter) / (k - (k - 1) * grid.overlap)) for n, k in ((h, grid.rows), (w, grid.cols))]
-        step = [round(s * (1 - grid.overlap)) for s in size]
+        size, step = [], []
+        for n, k in ((h, grid.rows), (w, grid.cols)):
+            s = int((n - 2 * grid.jitter) / (k - (k - 1) * grid.overlap))
+            while (k - 1) * round(s * (1 - grid.overlap)) + s + 2 * grid.jitter > n:  # the step rounds up
+                s -= 1
+            size.append(s)
+            step.append(round(s * (1 - grid.overlap)))
         if min(size) < 16:
             raise LivedeadError(f"{plate}: images of {h}x{w} px are too small for a {grid.rows}x{grid.cols} grid")
         for wi, well in enumerate(wells):
