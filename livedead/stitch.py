@@ -8,16 +8,20 @@ is a field of :class:`livedead.data.stitching.StitchConfig` (``conf/stitch.yaml`
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 
+import h5py
 import hydra
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
-from livedead.data.stitching import StitchConfig, stitch
+from livedead.data.stitching import StitchConfig, StitchSummary, stitch
+from livedead.errors import atomic_path
+from livedead.viz.figures import seams_figure
 
 PROG = "livedead.stitch"
-schema.store("stitch_schema", StitchConfig, input=(str, MISSING), output=(str, MISSING))
+schema.store("stitch_schema", StitchConfig, input=(str, MISSING), output=(str, MISSING), figure=(bool, True))
 
 
 @hydra.main(version_base="1.3", config_path="pkg://livedead.conf", config_name="stitch")
@@ -33,6 +37,22 @@ def main(cfg: DictConfig) -> None:
         f"{summary.shape[0]}x{summary.shape[1]} px{size}"
         + (f"; {fallback} fields at their nominal position" if fallback else "")
     )
+    if command.figure:
+        print(f"wrote {write_seams_figure(summary, settings)}")
+
+
+def write_seams_figure(summary: StitchSummary, cfg: StitchConfig) -> Path:
+    """``<output>_seams.png``: the first well's registration channel with every field outlined."""
+    with h5py.File(summary.output) as f:
+        image = f["images"][0, 0, cfg.channels.index(cfg.register_channel)]
+        positions = f["stitch/positions"][0, 0]
+    well = summary.wells[0]
+    title = f"{well}: {cfg.rows}x{cfg.cols} fields of {summary.field_shape[0]}x{summary.field_shape[1]} px, stitched"
+    fig = seams_figure(image, positions, summary.field_shape, cfg.cols, title)
+    out = summary.output.with_name(summary.output.stem + "_seams.png")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp)
+    return out
 
 
 def cli() -> None:

@@ -348,6 +348,7 @@ class StitchSummary:
     wells: list[str]
     timepoints: int
     shape: tuple[int, int]
+    field_shape: tuple[int, int]
     fallback: dict[str, list[int]]
     pixel_size_um: float | None
     positions: dict[str, np.ndarray] = field(repr=False)
@@ -455,6 +456,7 @@ def stitch(folder: str | Path, output: str | Path, cfg: StitchConfig) -> StitchS
         found.wells,
         len(found.times),
         canvas,
+        shape,
         fallback,
         pixel,
         {f"{w}_t{t}": r.positions for (w, t), r in registrations.items()},

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from livedead.errors import atomic_path
@@ -77,3 +78,23 @@ def plot_counts(rows: list[dict[str, Any]], out: Path) -> None:
         f.tight_layout()
         with atomic_path(out / name) as tmp:
             f.savefig(tmp)
+
+
+def seams_figure(
+    image: np.ndarray, positions: np.ndarray, field_shape: tuple[int, int], cols: int, title: str
+) -> Figure:
+    """A stitched image with each field's outline where it was placed (neighbours in two colours): the seams.
+
+    ``positions`` are the fields' (y, x) corners in row-major grid order, in the image's pixels.
+    """
+    lo, hi = np.percentile(image, (0.5, 99.5))
+    fig = Figure(figsize=(7, 7 * image.shape[0] / image.shape[1] + 0.4), dpi=110)
+    ax = fig.subplots()
+    ax.imshow(image, cmap="gray", vmin=lo, vmax=hi)
+    for i, (y, x) in enumerate(positions):
+        colour = ("tab:orange", "tab:cyan")[(i // cols + i % cols) % 2]
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), field_shape[1], field_shape[0], fill=False, lw=0.8, ec=colour))
+    ax.set(xlim=(-0.5, image.shape[1] - 0.5), ylim=(image.shape[0] - 0.5, -0.5), title=title)
+    ax.set_axis_off()
+    fig.tight_layout()
+    return fig

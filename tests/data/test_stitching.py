@@ -132,6 +132,7 @@ def test_a_stitched_plate_is_prepared_and_trained_on(plate, tmp_path):
     stitched, tiles = tmp_path / "stitched.h5", tmp_path / "tiles.h5"
     args = ["rows=3", "cols=4", "overlap=0.15", "order=snake", "progress=false"]
     assert run_cli("livedead.stitch", f"input={fields}", f"output={stitched}", *args).returncode == 0
+    assert (tmp_path / "stitched_seams.png").stat().st_size > 10_000  # the first well with its fields outlined
     assert (
         run_cli("livedead.prepare", f"input={stitched}", f"output={tiles}", "chunk=50", "progress=false").returncode
         == 0
