@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from livedead import CLASS_NAMES
+from livedead.data.images import write_ome_tiff
 from livedead.data.labels import labels_from_stains
 from livedead.data.plates import PLATE_CHANNELS, PlateImage, TiffLayout, open_plate
 from livedead.data.scale import NucleusScale, estimate_diameter
@@ -49,6 +50,9 @@ from livedead.inference.counting import (
 from livedead.inference.sliding_window import LoadedModel, load_model, predict_image
 from livedead.model.checkpoint import read_checkpoint
 from livedead.viz.overlays import nuclei_overlay
+
+SAVE_MODES = ("tiff", "ome-tiff", "hdf5", "none")
+"""What ``predict`` writes per image besides the overlay (config key ``save``)."""
 
 
 @dataclass(kw_only=True)
@@ -84,7 +88,9 @@ class PredictConfig:
     """Average over flips."""
     device: str = "auto"
     save: str = "tiff"
-    """``tiff``: class map (zlib TIFF); ``hdf5``: probabilities and classes; ``none``."""
+    """``tiff``: class map (zlib TIFF); ``ome-tiff``: probabilities, and the class map with the counted
+    instances, as OME-TIFF with channel names and pixel size (napari and Fiji open them at scale);
+    ``hdf5``: probabilities and classes; ``none``."""
     overlays: bool = True
     progress: bool = True
     count_tile: int = 160
@@ -133,11 +139,23 @@ class Truth:
 
 
 def save_outputs(
-    out: Path, name: str, probs: np.ndarray, nuclei: Nuclei, image: np.ndarray, cfg: PredictConfig
+    out: Path,
+    name: str,
+    probs: np.ndarray,
+    nuclei: Nuclei,
+    image: np.ndarray,
+    cfg: PredictConfig,
+    pixel_size_um: float | None = None,
 ) -> None:
-    """The class map of the counted nuclei (TIFF) or the probabilities with it (HDF5), and the overlay PNG."""
+    """The class map of the counted nuclei (TIFF), the probabilities with it (OME-TIFF or HDF5), and the overlay."""
     class_map = class_map_of(nuclei)
-    if cfg.save == "tiff":
+    if cfg.save == "ome-tiff":
+        with atomic_path(out / f"{name}_probs.ome.tif") as tmp:
+            write_ome_tiff(tmp, probs.astype(np.float32), [f"P({c})" for c in cfg.classes], pixel_size_um)
+        with atomic_path(out / f"{name}_nuclei.ome.tif") as tmp:
+            maps = np.stack([class_map.astype(np.uint32), nuclei.instances.astype(np.uint32)])
+            write_ome_tiff(tmp, maps, ["classes", "instances"], pixel_size_um)
+    elif cfg.save == "tiff":
         with atomic_path(out / f"{name}_classes.tif") as tmp:
             tifffile.imwrite(tmp, class_map, compression="zlib")
     elif cfg.save == "hdf5":
@@ -178,6 +196,8 @@ def held_out_wells(ckpt: Path) -> list[str]:
 def run(cfg: PredictConfig) -> tuple[list[dict[str, Any]], int]:
     """Predict and count every image; returns the rows of ``counts.csv`` and the number of images that failed."""
     ckpt, source, out = Path(cfg.ckpt), Path(cfg.input), Path(cfg.output)
+    if cfg.save not in SAVE_MODES:
+        raise LivedeadError(f"config key 'save': expected one of {SAVE_MODES}, found {cfg.save!r}")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     model: LoadedModel = load_model(ckpt, device, cfg.tile)
     if model.class_names != list(cfg.classes):
@@ -210,7 +230,9 @@ def run(cfg: PredictConfig) -> tuple[list[dict[str, Any]], int]:
                 result = _predict_one(model, image, plate.wells, truth, stains, diameter, cfg, device)
                 if plate.time_interval_h is not None:
                     result.row["time_h"] = round(image.time * plate.time_interval_h, 4)
-                save_outputs(out, name, result.probs, result.nuclei, image.channels["brightfield"], cfg)
+                save_outputs(
+                    out, name, result.probs, result.nuclei, image.channels["brightfield"], cfg, plate.pixel_size_um
+                )
             except (LivedeadError, ValueError, RuntimeError) as err:
                 failures += 1
                 msg = one_line(err) if isinstance(err, LivedeadError) else f"{type(err).__name__}: {err}"

@@ -2,11 +2,14 @@
 
 import csv
 import json
+import shutil
 
 import h5py
+import numpy as np
 import tifffile
 import torch
 
+from livedead.data.images import read_image
 from tests.conftest import assert_one_line_error, run_cli
 
 
@@ -49,6 +52,30 @@ def test_held_out_wells_and_hdf5_probabilities(tiny_ckpt, plate_path, tmp_path):
         assert f["probs"].shape == (3, 256, 320)
         assert f["classes"].shape == (256, 320)
     assert len(wells) == 1
+
+
+def test_ome_tiff_predictions_carry_channel_names_and_pixel_size(tiny_ckpt, plate_path, tmp_path):
+    """What napari and Fiji open: probabilities and the counted nuclei, named and at the plate's scale."""
+    plate = tmp_path / "plate.h5"
+    shutil.copy(plate_path, plate)
+    with h5py.File(plate, "a") as f:
+        f.attrs["pixel_size_um"] = 0.65
+    out = tmp_path / "pred"
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate}", f"output={out}", "wells=[W01]",
+                   "save=ome-tiff", "overlays=false", "progress=false")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    probs, meta = read_image(out / "W01_t000_probs.ome.tif")
+    assert probs.shape == (3, 256, 320)
+    assert meta.channel_names == ["P(background)", "P(dapi)", "P(cy5)"]
+    assert meta.pixel_size_um == 0.65
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-4)
+    nuclei, meta = read_image(out / "W01_t000_nuclei.ome.tif")
+    assert meta.channel_names == ["classes", "instances"]
+    with open(out / "counts.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert len(np.unique(nuclei[1])) - 1 == int(row["total"])  # the instances are the counted nuclei
+    bad = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate}", f"output={out}", "save=zarr")
+    assert_one_line_error(bad, "config key 'save'", "zarr")
 
 
 # --- bad input -------------------------------------------------------------------------------
