@@ -6,11 +6,14 @@ positions, but not to the pixel, so each field's position is measured:
 1. **Nominal positions** come from the grid (``rows``, ``cols``, the ``order`` the stage visited
    the fields in, the nominal ``overlap``), or from the stage positions in the files' OME
    metadata where every field has one (``nominal=auto``).
-2. **Pairwise registration.** Each pair of neighbouring fields is registered on their nominal
-   overlap (scikit-image's ``phase_cross_correlation``), on the channel that registers best
-   (``register_channel``, the transmitted light by default) at one time point (``register_time``);
-   a shift is kept when the fields then agree (normalised cross-correlation of the overlap at
-   least ``min_correlation``) within ``max_shift`` px of the nominal.
+2. **Pairwise registration.** Each pair of neighbouring fields is registered on the channel that
+   registers best (``register_channel``, the transmitted light by default) at one time point
+   (``register_time``), high-pass filtered so that uneven illumination cannot correlate: by
+   scikit-image's ``phase_cross_correlation`` of their nominal overlaps, or, where that finds no
+   correlated overlap (a stage error over half the overlap), of the whole fields, unwrapped near
+   the nominal shift as MIST does; then refined to the best-correlating neighbouring pixel. A shift
+   is kept when the overlap then correlates (normalised cross-correlation at least
+   ``min_correlation``) within ``max_shift`` px of the nominal.
 3. **Global positions.** Least squares over the kept shifts, weighted by their correlation, with
    a weak pull towards the nominal positions (``prior_weight``) so that a field whose overlaps
    could not be registered (too little texture) keeps its nominal place; shifts that disagree
@@ -39,6 +42,7 @@ from typing import Any
 import h5py
 import numpy as np
 from rich.progress import Progress
+from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
 from livedead.data.images import ImageMeta, pick_channels, read_image
@@ -81,7 +85,8 @@ class StitchConfig:
     """The time point (index) whose positions serve every time point."""
     register_every_time: bool = False
     max_shift: int = 0
-    """Largest deviation from the nominal position searched, px; 0: a third of the overlap."""
+    """Largest deviation from the nominal position searched, px; 0: the overlap's width (any position
+    at which neighbours still overlap)."""
     min_correlation: float = 0.5
     """A shift is kept when the overlap then correlates at least this well."""
     max_residual: float = 1.5
@@ -224,19 +229,46 @@ def nominal_positions(cfg: StitchConfig, shape: tuple[int, int], stage: list[Ima
 
 
 def pair_shift(a: np.ndarray, b: np.ndarray, nominal: np.ndarray, max_shift: int) -> tuple[np.ndarray, float] | None:
-    """Where field ``b`` lies relative to field ``a`` (near ``nominal``, (dy, dx)), and how well the overlap
-    then correlates; ``None`` where the nominal overlap is empty."""
+    """Where field ``b`` lies relative to field ``a`` (within ``max_shift`` px of ``nominal``, (dy, dx)), and how
+    well their overlap then correlates; ``None`` where the nominal overlap is empty.
+
+    Phase correlation of the nominal overlaps first (fast, and unambiguous for shifts under half the
+    overlap); where that does not give a correlated overlap, phase correlation of the whole fields,
+    whose peak is the shift modulo the field size, unwrapped near the nominal (MIST's approach for
+    large stage errors). The best candidate is then refined to the neighbouring pixel that
+    correlates best.
+    """
     h, w = a.shape
     d0 = np.round(nominal).astype(int)
     ra = a[max(0, d0[0]) : h + min(0, d0[0]), max(0, d0[1]) : w + min(0, d0[1])]
     rb = b[max(0, -d0[0]) : h + min(0, -d0[0]), max(0, -d0[1]) : w + min(0, -d0[1])]
     if min(ra.shape) < 4:
         return None
-    shift, _, _ = phase_cross_correlation(ra.astype(np.float32), rb.astype(np.float32), normalization="phase")
-    d = d0 + np.round(shift).astype(int)
-    if np.abs(d - nominal).max() > max_shift:
-        return d.astype(np.float64), -1.0
-    return d.astype(np.float64), overlap_correlation(a, b, d)
+    if min(ra.std(), rb.std()) < 1e-3:  # nothing to register on (a blank field): no shift
+        return d0.astype(np.float64), -1.0
+    shift, _, _ = phase_cross_correlation(ra, rb, normalization="phase")
+    best = _best(a, b, [d0 + np.round(shift).astype(int)], nominal, max_shift)
+    if best[1] < 0.5:  # no correlated overlap: the shift may exceed what the overlaps alone can show
+        shift, _, _ = phase_cross_correlation(a, b, normalization="phase")
+        s = np.round(shift).astype(int)
+        unwrapped = [np.array([s[0] + i * h, s[1] + j * w]) for i in (-1, 0, 1) for j in (-1, 0, 1)]
+        best = max(best, _best(a, b, unwrapped, nominal, max_shift), key=lambda c: c[1])
+    d, corr = best
+    for _ in range(4 * max_shift):  # hill-climb to the neighbouring pixel that correlates best
+        around = [d + np.array((i, j)) for i in (-1, 0, 1) for j in (-1, 0, 1) if i or j]
+        step = _best(a, b, around, nominal, max_shift)
+        if step[1] <= corr:
+            break
+        d, corr = step
+    return d.astype(np.float64), corr
+
+
+def _best(
+    a: np.ndarray, b: np.ndarray, candidates: list[np.ndarray], nominal: np.ndarray, max_shift: int
+) -> tuple[np.ndarray, float]:
+    """The candidate displacement within ``max_shift`` of ``nominal`` whose overlap correlates best."""
+    scored = [(d, overlap_correlation(a, b, d)) for d in candidates if np.abs(d - nominal).max() <= max_shift]
+    return max(scored, key=lambda c: c[1], default=(np.round(nominal).astype(int), -1.0))
 
 
 def overlap_correlation(a: np.ndarray, b: np.ndarray, d: np.ndarray) -> float:
@@ -257,7 +289,8 @@ def register_well(fields_: list[np.ndarray], cfg: StitchConfig, stage: list[Imag
     """Register one well's fields (row-major order) and solve for globally consistent positions."""
     shape = fields_[0].shape
     nominal = nominal_positions(cfg, shape, stage)
-    max_shift = cfg.max_shift or max(2, int(min(shape) * cfg.overlap / 3))
+    fields_ = [highpass(f) for f in fields_]
+    max_shift = cfg.max_shift or max(2, int(min(shape) * cfg.overlap))
     edges = []
     for i in range(len(fields_)):
         r, c = divmod(i, cfg.cols)
@@ -271,6 +304,13 @@ def register_well(fields_: list[np.ndarray], cfg: StitchConfig, stage: list[Imag
     registered = {i for e in edges for i in e[:2]}
     fallback = [i for i in range(len(fields_)) if i not in registered] if len(fields_) > 1 else []
     return Registration(positions, fallback, edges)
+
+
+def highpass(field: np.ndarray, sigma: float = 4.0) -> np.ndarray:
+    """The field less its blurred self: uneven illumination and vignetting, which correlate at any
+    shift (a false match scored 0.57 on raw synthetic fields), are gone; cells and texture stay."""
+    x = field.astype(np.float32)
+    return x - ndimage.gaussian_filter(x, sigma)
 
 
 def solve_positions(
