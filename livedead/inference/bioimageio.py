@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,13 @@ def export_bioimageio(ckpt: str | Path, output: str | Path, cfg: ExportConfig) -
             x = model.normalize(raw)[None, None]
             probs = model.net(x).softmax(1).numpy()
             torch.save(model.net.state_dict(), work / "weights.pt")
-            traced = torch.jit.trace(model.net, x, check_trace=False)
-        traced.save(str(work / "weights_torchscript.pt"))
+            # TorchScript is what deepImageJ and ilastik load, deprecated in PyTorch or not; the trace
+            # fixes only the network's own size check, which the package's axis step declares
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                traced = torch.jit.trace(model.net, x, check_trace=False)
+                traced.save(str(work / "weights_torchscript.pt"))
         np.save(work / "test_output.npy", probs.astype(np.float32))
         _cover(raw, probs[0], work / "cover.png")
         (work / "environment.yaml").write_text(
