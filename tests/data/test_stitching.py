@@ -142,3 +142,19 @@ def test_a_stitched_plate_is_prepared_and_trained_on(plate, tmp_path):
                     "callbacks.progress_bar=null", cwd=tmp_path)  # fmt: skip
     assert train.returncode == 0, train.stderr[-2000:]
     assert list(tmp_path.glob("outputs/runs/*/checkpoints/last.ckpt"))
+
+
+def test_synthetic_command_writes_fields_and_every_time_point_can_be_registered(tmp_path):
+    made = run_cli("livedead.synthetic", f"output={tmp_path / 'plate.h5'}", "wells=1", "timepoints=2", "height=400",
+                   "width=500", f"fields={tmp_path / 'f'}", "grid.rows=2", "grid.cols=2", "grid.jitter=6",
+                   "grid.ome_tiff=true", "progress=false")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert len(list((tmp_path / "f").glob("W01_f*_t*.ome.tif"))) == 8
+    truth = true_positions(tmp_path / "f" / "positions.csv", "W01", 2)
+    cfg = StitchConfig(rows=2, cols=2, nominal="grid", register_every_time=True, progress=False)
+    summary = stitch(tmp_path / "f", tmp_path / "s.h5", cfg)
+    for t in (0, 1):  # each time point measured on its own: the stage repeated its positions
+        found = summary.positions[f"W01_t{t}"]
+        assert np.abs((found - found[0]) - (truth - truth[0])).max() <= 1
+    with h5py.File(summary.output) as f:
+        np.testing.assert_array_equal(f["stitch/positions"][0, 0], f["stitch/positions"][0, 1])
