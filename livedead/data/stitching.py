@@ -32,10 +32,11 @@ The command line is :mod:`livedead.stitch`.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -477,7 +478,7 @@ def stitch(folder: str | Path, output: str | Path, cfg: StitchConfig) -> StitchS
             positions.attrs["order"] = "row-major grid index (row * cols + col); (y, x) px"
             f.attrs["format"] = PLATE_FORMAT
             f.attrs["wells"] = found.wells
-            f.attrs["stitch"] = repr(cfg)
+            f.attrs["stitch"] = json.dumps(asdict(cfg))  # the settings it was stitched with
             if pixel:
                 f.attrs["pixel_size_um"] = float(pixel)
             if cfg.time_interval_h:
