@@ -158,6 +158,18 @@ def first_unsaved_step(path: str) -> int:
     return int(unlogged["step"]) if unlogged else int(ckpt.get("global_step", 0))
 
 
+def after_earlier_event_files(folder: Path) -> None:
+    """Wait, at most a second, until an event file made now sorts after the folder's others.
+
+    TensorBoard reads a folder's event files in name order, and a name begins with the second it
+    was made in, then the host and the process id: a session resumed within the second its killed
+    run started in could sort first, and its steps would be read before the ones it continues.
+    """
+    stamps = [int(p.name.split(".")[3]) for p in folder.glob("events.out.tfevents.*") if p.name.split(".")[3].isdigit()]
+    while stamps and time.time() < max(stamps) + 1:
+        time.sleep(0.05)
+
+
 def fit(cfg: DictConfig) -> dict[str, Any]:
     """One training run; returns what ``result.json`` records."""
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
@@ -181,6 +193,8 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     out = Path(HydraConfig.get().runtime.output_dir)
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
+            if purge:
+                after_earlier_event_files(Path(logger.log_dir))
             logger.log_hyperparams(flat_hparams(cfg), {"hp_metric": -1.0})
             print(f"TensorBoard logs: {logger.log_dir}    (tensorboard --logdir {out})")
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)

@@ -123,6 +123,18 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tiles_path, tmp_path
     assert logged == list(range(2 * steps_per_epoch)), logged
 
 
+def test_a_resumed_sessions_event_file_sorts_after_the_killed_ones(tmp_path):
+    """TensorBoard reads event files in name order (creation second, host, pid): a session resumed in the
+    second its killed run began must wait for the next second, or its steps would be read first."""
+    from livedead.train import after_earlier_event_files
+
+    now = int(time.time())
+    (tmp_path / f"events.out.tfevents.{now}.host.99999.0").write_bytes(b"")
+    after_earlier_event_files(tmp_path)
+    assert int(time.time()) > now
+    assert f"events.out.tfevents.{int(time.time())}.host.11111.0" > f"events.out.tfevents.{now}.host.99999.0"
+
+
 # --- divergence -------------------------------------------------------------------------------
 
 
