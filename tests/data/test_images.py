@@ -62,3 +62,17 @@ def test_a_folder_of_ome_tiffs_is_a_plate_with_its_pixel_size(tmp_path):
     wrong = TiffLayout(channel_names={"brightfield": "Phase", "hoechst": "Hoechst", "draq7": "Draq7"})
     with pytest.raises(LivedeadError, match=r"'tiff.channel_names.brightfield': expected a channel named 'Phase'"):
         open_plate(tmp_path, tiff=wrong)
+
+
+def test_a_czi_file_through_bioio(tmp_path):
+    """A vendor file (the formats extra): a CZI written by Zeiss's own pylibCZIrw, read with its names and scale."""
+    pytest.importorskip("bioio_czi")
+    czi = pytest.importorskip("pylibCZIrw.czi")
+    data = (np.arange(64 * 80).reshape(64, 80) % 1000).astype(np.uint16)
+    with czi.create_czi(str(tmp_path / "a.czi")) as f:
+        for c in range(3):
+            f.write(data=data + c * 100, plane={"C": c, "T": 0, "Z": 0})
+        f.write_metadata(channel_names={0: "TL", 1: "Hoechst", 2: "Draq7"}, scale_x=0.65e-6, scale_y=0.65e-6)
+    image, meta = read_image(tmp_path / "a.czi")
+    np.testing.assert_array_equal(image[2], data + 200)
+    assert meta == ImageMeta(["TL", "Hoechst", "Draq7"], 0.65)
