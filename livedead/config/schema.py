@@ -34,6 +34,8 @@ class TrainSettings:
 
     seed: int = 0
     """``seed_everything(seed)``; 0 is a valid seed."""
+    seeds: int = 1
+    """How many seeds (0, 1, ...) the ``experiment=compare_*`` sweeps run each setting with."""
     optimized_metric: str = "val/pr_auc/macro"
     """Returned to sweepers, ranks ``summary.csv``, the HParams ``hp_metric``."""
     validate_best: bool = True

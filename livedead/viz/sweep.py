@@ -1,0 +1,228 @@
+"""A sweep's jobs as TensorBoard recorded them: curves per epoch, final PR curves, overlays, status and verdict.
+
+:func:`load_sweep` reads every job folder of a multirun (or one run folder) with TensorBoard's own
+event reader, so that it works on a sweep that is still running; :func:`group_by_setting` puts
+the jobs that differ only in ``seed`` together. The report (:mod:`livedead.viz.report`) and the
+notebook ``notebooks/02_sweep.ipynb`` are built from these functions.
+
+>>> strip_seed("optimizer=adam,seed=2,scheduler=kicks")
+'optimizer=adam,scheduler=kicks'
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util.tensor_util import make_ndarray
+
+from livedead.errors import LivedeadError
+
+CURVES = ("train/loss_epoch", "val/loss", "val/pr_auc/dapi", "val/pr_auc/cy5")
+"""The curves of ``curves.png``, the study's comparison: losses and PR-AUC per class."""
+OVERLAY_TAG = "val/overlay"
+_JOB_NUMBER = re.compile(r"^\d+_")
+
+
+def strip_seed(label: str) -> str:
+    """A job's setting without its seed: the jobs of one setting over several seeds share it."""
+    return ",".join(p for p in label.split(",") if p and not p.startswith("seed=")) or "(defaults)"
+
+
+@dataclass
+class Job:
+    """One job of a sweep (or one run): what its events and ``result.json`` say."""
+
+    folder: Path
+    label: str
+    """The values it sweeps (``optimizer=adam,seed=1``): its folder's name without the job number."""
+    status: str
+    """``ok``, ``failed``, ``diverged`` or ``running`` (no ``result.json`` yet)."""
+    result: dict[str, Any]
+    scalars: dict[str, dict[int, float]] = field(default_factory=dict)
+    """tag -> epoch -> value."""
+    pr_curves: dict[str, tuple[int, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """class -> (epoch, precision, recall) of the last validation."""
+
+    @property
+    def setting(self) -> str:
+        return strip_seed(self.label)
+
+    @property
+    def seed(self) -> int | None:
+        found = re.search(r"(?:^|,)seed=(-?\d+)", self.label)
+        return int(found.group(1)) if found else None
+
+    def curve(self, tag: str) -> tuple[np.ndarray, np.ndarray]:
+        """(epochs, values) of a tag, in epoch order (empty where the job did not log it)."""
+        points = sorted(self.scalars.get(tag, {}).items())
+        return np.array([p[0] for p in points], int), np.array([p[1] for p in points], float)
+
+    def best(self, metric: str) -> tuple[int, float] | None:
+        """The best epoch of a metric (highest) and its value; ``None`` before the first validation."""
+        epochs, values = self.curve(metric)
+        if not len(values) or np.isnan(values).all():
+            return None
+        i = int(np.nanargmax(values))
+        return int(epochs[i]), float(values[i])
+
+    def overlays(self) -> dict[int, np.ndarray]:
+        """epoch -> RGB overlay image (read on demand: images are the bulk of the events)."""
+        frames: dict[int, np.ndarray] = {}
+        for folder in _event_folders(self.folder):
+            events = EventAccumulator(str(folder), size_guidance={"images": 0})
+            events.Reload()
+            if OVERLAY_TAG in events.Tags()["images"]:
+                for image in events.Images(OVERLAY_TAG):
+                    frames[image.step] = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("RGB"))
+        return frames
+
+
+def _event_folders(folder: Path) -> list[Path]:
+    return sorted({p.parent for p in folder.rglob("events.out.tfevents.*")})
+
+
+def job_folders(folder: Path) -> list[Path]:
+    """The job folders of a multirun folder, or ``[folder]`` for a run folder."""
+    if not folder.is_dir():
+        raise LivedeadError(f"{folder}: expected a multirun or run folder (config key 'sweep'), found none")
+    if (folder / ".hydra").is_dir() or any(folder.glob("events.out.tfevents.*")):
+        return [folder]
+    jobs = sorted((p for p in folder.iterdir() if p.is_dir() and (p / ".hydra").is_dir()), key=_job_order)
+    if not jobs:
+        raise LivedeadError(f"{folder}: expected job folders (with .hydra/) or TensorBoard events, found neither")
+    return jobs
+
+
+def _job_order(p: Path) -> tuple[int, str]:
+    number = p.name.split("_", 1)[0]
+    return (int(number) if number.isdigit() else 1 << 30, p.name)
+
+
+def load_job(folder: Path) -> Job:
+    """Read one job: its scalars by epoch and its last PR curves from the events, its status from ``result.json``."""
+    result_path = folder / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.exists() else {}
+    status = result.get("status", "running")
+    label = _JOB_NUMBER.sub("", folder.name) if _JOB_NUMBER.match(folder.name) else result.get("overrides") or ""
+    job = Job(folder, label, status, result)
+    for events_folder in _event_folders(folder):
+        events = EventAccumulator(str(events_folder), size_guidance={"scalars": 0, "tensors": 0, "images": 1})
+        events.Reload()
+        tags = events.Tags()
+        epoch_at = {e.step: int(e.value) for e in events.Scalars("epoch")} if "epoch" in tags["scalars"] else {}
+        for tag in tags["scalars"]:
+            if tag == "epoch":
+                continue
+            points = events.Scalars(tag)
+            if all(e.step in epoch_at for e in points):
+                by_epoch = {epoch_at[e.step]: e.value for e in points}
+            else:  # logged once an epoch without the epoch beside it (the learning rate): in order
+                by_epoch = {i: e.value for i, e in enumerate(sorted(points, key=lambda e: e.step))}
+            job.scalars.setdefault(tag, {}).update(by_epoch)
+        for tag in tags["tensors"]:
+            if tag.startswith("pr_curve/"):
+                last = events.Tensors(tag)[-1]
+                data = make_ndarray(last.tensor_proto)  # rows: TP, FP, TN, FN, precision, recall
+                job.pr_curves[tag.removeprefix("pr_curve/")] = (last.step, data[4], data[5])
+    trained = job.scalars.get("train/loss_epoch")
+    if status != "running" and trained:  # the validation of the best checkpoint after fitting is no epoch
+        for tag in job.scalars:
+            job.scalars[tag] = {e: v for e, v in job.scalars[tag].items() if e <= max(trained)}
+    return job
+
+
+def load_sweep(folder: str | Path, on_job: Callable[[], None] | None = None) -> list[Job]:
+    """Every job of a multirun folder (or the one run of a run folder), in job order."""
+    jobs = []
+    for path in job_folders(Path(folder)):
+        jobs.append(load_job(path))
+        if on_job:
+            on_job()
+    return jobs
+
+
+def group_by_setting(jobs: Sequence[Job]) -> dict[str, list[Job]]:
+    """The jobs of each setting (their label without the seed), in job order."""
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.setting, []).append(job)
+    return groups
+
+
+@dataclass
+class Ranked:
+    """One setting's row of the ranking: the mean and spread of its jobs' best metric over seeds."""
+
+    setting: str
+    jobs: list[Job]
+    values: list[float]
+    best_epochs: list[int]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else math.nan
+
+
+def rank(jobs: Sequence[Job], metric: str) -> tuple[list[Ranked], list[Job]]:
+    """Settings ranked by the mean over seeds of each job's best ``metric``, best first; and the jobs left
+    out of the ranking (failed, diverged, or not validated yet)."""
+    rows, left_out = [], []
+    for setting, group in group_by_setting(jobs).items():
+        scored = [(j, j.best(metric)) for j in group if j.status in ("ok", "running")]
+        scored = [(j, b) for j, b in scored if b is not None]
+        left_out += [j for j in group if j not in [s[0] for s in scored]]
+        if scored:
+            rows.append(Ranked(setting, [s[0] for s in scored], [s[1][1] for s in scored], [s[1][0] for s in scored]))
+    rows.sort(key=lambda r: -r.mean)
+    return rows, left_out
+
+
+def verdict(job: Job, metric: str) -> str:
+    """Whether a job is still improving, over-fitting or under-fitting, in one line, from its last epochs.
+
+    Over-fitting: the validation loss rose over the last third of the epochs while the training
+    loss fell. Still improving: the best ``metric`` is at one of the last two epochs; with training
+    and validation losses still falling together and close, that is the study's under-fitting.
+    """
+    if job.status == "failed":
+        return f"failed: {job.result.get('error', '?')}"
+    if job.status == "diverged":
+        return f"diverged at step {job.result.get('diverged_step', '?')}: {job.result.get('error', '')}"
+    epochs, val = job.curve("val/loss")
+    _, train = job.curve("train/loss_epoch")
+    best = job.best(metric)
+    prefix = "running: " if job.status == "running" else ""
+    if best is None or len(val) < 3:
+        return prefix + f"too few epochs to judge ({len(val)})"
+    last = int(epochs[-1])
+    k = max(2, len(val) // 3)
+    val_slope = np.polyfit(np.arange(k), val[-k:], 1)[0] / max(abs(val[-k:].mean()), 1e-12)
+    train_slope = (
+        np.polyfit(np.arange(k), train[-k:], 1)[0] / max(abs(train[-k:].mean()), 1e-12) if len(train) >= k else 0.0
+    )
+    if val_slope > 0.01 and train_slope < 0:
+        low = int(epochs[int(np.argmin(val))])
+        return prefix + f"over-fitting: val loss rising since epoch {low} while train loss falls"
+    if best[0] >= last - 1:
+        gap = abs(val[-1] - train[-1]) / max(abs(train[-1]), 1e-12) if len(train) else math.inf
+        if val_slope < 0 and train_slope < 0 and gap < 0.5:
+            return prefix + (
+                f"still improving, under-fitting: best {metric} at epoch {best[0]} of {last}, and train and val "
+                f"loss fall together ({gap:.0%} apart): train longer"
+            )
+        return prefix + f"still improving: best {metric} at epoch {best[0]} of {last}"
+    return prefix + f"plateaued: best {metric} {best[1]:.4f} at epoch {best[0]} of {last}"

@@ -1,0 +1,88 @@
+"""The sweep report: a real two-seed sweep, its events read back independently, and the ranking checked."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import assert_one_line_error, run_cli
+
+TINY = ["model.net.base_channels=4", "model.net.depth=2", "model.overlay_tiles=2", "data.num_workers=0",
+        "data.batch_size=10", "trainer.accelerator=cpu", "callbacks.model_summary=null",
+        "callbacks.progress_bar=null"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sweep(tiles_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``experiment=compare_optimizers seeds=2``: adam and sgd, each with seeds 0 and 1 (4 jobs, 3 epochs)."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    proc = run_cli("livedead.train", "experiment=compare_optimizers", "seeds=2", "data=hdf5",
+                   f"data.path={tiles_path}", *TINY, "trainer.max_epochs=3", cwd=cwd)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (folder,) = (cwd / "outputs" / "multirun").iterdir()
+    return folder
+
+
+def best_from_events(job: Path, tag: str = "val/pr_auc/macro") -> float:
+    events = EventAccumulator(str(job), size_guidance={"scalars": 0})
+    events.Reload()
+    return max(e.value for e in events.Scalars(tag))
+
+
+def test_seeds_multiply_the_grid_and_the_report_ranks_by_the_mean_over_seeds(sweep):
+    jobs = sorted(p.name for p in sweep.iterdir() if (p / ".hydra").is_dir())
+    assert jobs == ["0_optimizer=adam,seed=0", "1_optimizer=adam,seed=1", "2_optimizer=sgd,seed=0",
+                    "3_optimizer=sgd,seed=1"]  # fmt: skip
+    proc = run_cli("livedead.report", f"sweep={sweep}", "progress=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = sweep / "report"
+    for name in ("curves.png", "lr.png", "pr_curves.png", "overlays.png", "report.md", "report.html"):
+        assert (out / name).stat().st_size > 1000, name
+    text = (out / "report.md").read_text()
+    rows = re.findall(r"^\| (\d) \| (optimizer=\w+) \| 2 \| ([0-9.]+) ± ([0-9.]+) \|", text, re.M)
+    assert [r[0] for r in rows] == ["1", "2"]
+    expected = {s: [best_from_events(sweep / f"{i}_{s},seed={k}") for k, i in ((0, j), (1, j + 1))]
+                for s, j in (("optimizer=adam", 0), ("optimizer=sgd", 2))}  # fmt: skip
+    ranking = sorted(expected, key=lambda s: -np.mean(expected[s]))
+    assert [r[1] for r in rows] == ranking, "ranked by the mean over seeds of each job's best epoch"
+    for _, setting, mean, std in rows:
+        assert float(mean) == pytest.approx(np.mean(expected[setting]), abs=6e-5)
+        assert float(std) == pytest.approx(np.std(expected[setting], ddof=1), abs=6e-5)
+    assert len(re.findall(r"^- `\d_optimizer=\w+,seed=\d`: ", text, re.M)) == 4  # one verdict a job
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4, "one file to mail: the figures are inside"
+    assert "<table>" in page
+
+
+def test_a_running_a_failed_and_a_diverged_job_are_listed_not_plotted(sweep, tmp_path):
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("report", "*.ckpt"))
+    (copy / "1_optimizer=adam,seed=1" / "result.json").unlink()  # still running: no result yet
+    for job, status in (("2_optimizer=sgd,seed=0", "failed"), ("3_optimizer=sgd,seed=1", "diverged")):
+        result = json.loads((copy / job / "result.json").read_text())
+        result.update(status=status, error="the training loss became nan at step 4", diverged_step=4, value=None)
+        (copy / job / "result.json").write_text(json.dumps(result))
+    assert run_cli("livedead.report", f"sweep={copy}", "progress=false").returncode == 0
+    text = (copy / "report" / "report.md").read_text()
+    assert "1 still running" in text
+    assert re.search(r"^\| 1 \| optimizer=adam \| 2 \|", text, re.M), "the running job is ranked as far as it got"
+    assert "optimizer=sgd |" not in text, "failed and diverged jobs are not ranked"
+    assert "- `2_optimizer=sgd,seed=0`: failed: failed:" in text
+    assert "- `3_optimizer=sgd,seed=1`: diverged: diverged at step 4" in text
+    assert "`1_optimizer=adam,seed=1`: running: " in text
+
+
+def test_a_single_run_and_bad_folders(sweep, tmp_path):
+    job = sweep / "0_optimizer=adam,seed=0"
+    # a job's folder name holds '=' and ',': Hydra's override grammar needs the path quoted
+    assert run_cli("livedead.report", f"sweep='{job}'", "progress=false").returncode == 0
+    assert (job / "report" / "curves.png").exists()
+    assert_one_line_error(run_cli("livedead.report", f"sweep={tmp_path / 'none'}"), "none", "multirun or run folder")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run_cli("livedead.report", f"sweep={tmp_path / 'empty'}"), "empty", "job folders")
