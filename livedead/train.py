@@ -197,6 +197,8 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
                 after_earlier_event_files(Path(logger.log_dir))
             logger.log_hyperparams(flat_hparams(cfg), {"hp_metric": -1.0})
             print(f"TensorBoard logs: {logger.log_dir}    (tensorboard --logdir {out})")
+        else:  # MLflow, CSV: the whole config as parameters, so runs compare by any setting
+            logger.log_hyperparams(flat_hparams(cfg))
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     checkpoint = trainer.checkpoint_callback

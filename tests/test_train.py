@@ -162,10 +162,11 @@ def test_configs_compose(overrides):
         assert cfg.data.path == "/x/tiles.h5"
     if first.startswith("experiment=compare"):
         assert cfg.hydra.mode.name == "MULTIRUN"
-        assert len(cfg.hydra.sweeper.params) == 1
         swept = {"optimizers": "optimizer", "schedulers": "scheduler", "class_weights": "class_weights"}
         key = swept[first.removeprefix("experiment=compare_")]
+        assert set(cfg.hydra.sweeper.params) == {key, "seed"}  # the setting, over seeds
         assert len(str(cfg.hydra.sweeper.params[key]).split(",")) >= 2
+        assert cfg.hydra.sweeper.params.seed == "range(1)"  # seeds=1 unless asked for more
     if first == "hparams_search=optuna":
         assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
         assert cfg.hydra.sweeper.direction == "maximize"
@@ -313,3 +314,23 @@ def test_a_value_of_the_wrong_type_is_one_line_before_any_data(tmp_path, overrid
     assert_one_line_error(proc, f"'{key}'", expected, override.partition("=")[2])
     assert proc.returncode == 2
     assert not (tmp_path / "data").exists()
+
+
+def test_mlflow_logger_records_params_and_metrics_in_a_local_store(tiles_path, tmp_path):
+    """``logger=mlflow``: TensorBoard as ever, and a run in a local MLflow store with the config and the metrics."""
+    from mlflow.tracking import MlflowClient
+
+    proc = run_cli("livedead.train", "logger=mlflow", "data=hdf5", f"data.path={tiles_path}", *TINY,
+                   "optimizer=adam", "callbacks.progress_bar=null", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
+    assert list(run_dir.glob("events.out.tfevents.*")), "TensorBoard still logs"
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("livedead").experiment_id])
+    assert run.data.params["choice/optimizer"] == "adam"
+    assert run.data.params["trainer/max_epochs"] == "2"
+    assert run.data.tags["run_folder"] == str(run_dir)
+    history = client.get_metric_history(run.info.run_id, "val/pr_auc/macro")
+    assert len(history) >= 2  # every epoch (and the validation of the best checkpoint)
+    result = json.loads((run_dir / "result.json").read_text())
+    assert max(m.value for m in history) == pytest.approx(result["value"], abs=1e-6)
