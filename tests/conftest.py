@@ -159,3 +159,17 @@ def real_nuclei(scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     image = rescale(image.astype(np.float32), scale, order=1, preserve_range=True, anti_aliasing=scale < 1)
     mask = rescale(mask, scale, order=0, preserve_range=True, anti_aliasing=False).astype(np.int32)
     return image.astype(np.uint16), mask
+
+
+@pytest.fixture(scope="session")
+def sweep(tiles_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real sweep, ``experiment=compare_optimizers seeds=2``: adam and sgd with seeds 0 and 1 (4 jobs, 3 epochs)."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    tiny = ["model.net.base_channels=4", "model.net.depth=2", "model.overlay_tiles=2", "data.num_workers=0",
+            "data.batch_size=10", "trainer.accelerator=cpu", "callbacks.model_summary=null",
+            "callbacks.progress_bar=null", "trainer.max_epochs=3"]  # fmt: skip
+    proc = run_cli("livedead.train", "experiment=compare_optimizers", "seeds=2", "data=hdf5",
+                   f"data.path={tiles_path}", *tiny, cwd=cwd)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (folder,) = (cwd / "outputs" / "multirun").iterdir()
+    return folder

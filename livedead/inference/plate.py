@@ -307,6 +307,27 @@ def _predict_one(
     return ImageResult(row, tiles, detection, probs, nuclei)
 
 
+def read_counts(folder: str | Path) -> list[dict[str, Any]]:
+    """The rows of a prediction folder's ``counts.csv``, numbers as numbers (empty cells as None)."""
+    path = Path(folder) / "counts.csv"
+    if not path.exists():
+        raise LivedeadError(f"{path}: expected the counts of a livedead.predict output folder, found none")
+
+    def value(text: str) -> Any:
+        if text == "":
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                return text
+
+    with open(path, newline="") as f:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 def _write_counts(rows: list[dict[str, Any]], out: Path) -> None:
     columns = list(dict.fromkeys(k for r in rows for k in r))
     with atomic_path(out / "counts.csv") as tmp, open(tmp, "w", newline="") as f:

@@ -41,11 +41,19 @@ def confusion_figure(confusion: np.ndarray, class_names: Sequence[str]) -> Figur
 
 
 def plot_counts(rows: list[dict[str, Any]], out: Path) -> None:
-    """``counts_over_time.png`` (live and dead cells per well) and ``dead_fraction.png``, the model's counts
-    as solid lines, with the truth (or, lacking it, the stain-derived counts) dotted beside them.
+    """``counts_over_time.png`` and ``dead_fraction.png`` of :func:`count_figures` in ``out``."""
+    for name, fig in zip(("counts_over_time.png", "dead_fraction.png"), count_figures(rows), strict=True):
+        with atomic_path(out / name) as tmp:
+            fig.savefig(tmp)
 
-    The time axis is in hours where the rows carry ``time_h`` (the plate records its interval), else
-    in time points; either way, whole ticks.
+
+def count_figures(rows: list[dict[str, Any]]) -> tuple[Figure, Figure]:
+    """Live and dead cells per well over time, and the dead fraction: the model's counts as solid lines,
+    with the truth (or, lacking it, the stain-derived counts) dotted beside them.
+
+    ``rows`` are ``counts.csv``'s (:func:`livedead.inference.plate.read_counts`). The time axis is in
+    hours where the rows carry ``time_h`` (the plate records its interval), else in time points;
+    either way, whole ticks.
     """
     wells = sorted({r["well"] for r in rows})
     reference = "true" if "true_live" in rows[0] else "stain" if "stain_live" in rows[0] else None
@@ -71,13 +79,12 @@ def plot_counts(rows: list[dict[str, Any]], out: Path) -> None:
     extra = f"; dotted: {name}" if reference else ""
     ax.set(xlabel=unit, ylabel="cells", title=f"live (solid) and dead (dashed) cells per well{extra}")
     ax2.set(xlabel=unit, ylabel="dead fraction", title=f"dead fraction over time{extra}", ylim=(0, 1))
-    for a, f, name in ((ax, fig, "counts_over_time.png"), (ax2, fig2, "dead_fraction.png")):
+    for a, f in ((ax, fig), (ax2, fig2)):
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.grid(alpha=0.3)
         a.legend(fontsize=7, ncol=2)
         f.tight_layout()
-        with atomic_path(out / name) as tmp:
-            f.savefig(tmp)
+    return fig, fig2
 
 
 def seams_figure(

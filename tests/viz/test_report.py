@@ -13,21 +13,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import assert_one_line_error, run_cli
 
-TINY = ["model.net.base_channels=4", "model.net.depth=2", "model.overlay_tiles=2", "data.num_workers=0",
-        "data.batch_size=10", "trainer.accelerator=cpu", "callbacks.model_summary=null",
-        "callbacks.progress_bar=null"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def sweep(tiles_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``experiment=compare_optimizers seeds=2``: adam and sgd, each with seeds 0 and 1 (4 jobs, 3 epochs)."""
-    cwd = tmp_path_factory.mktemp("sweep")
-    proc = run_cli("livedead.train", "experiment=compare_optimizers", "seeds=2", "data=hdf5",
-                   f"data.path={tiles_path}", *TINY, "trainer.max_epochs=3", cwd=cwd)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (folder,) = (cwd / "outputs" / "multirun").iterdir()
-    return folder
-
 
 def best_from_events(job: Path, tag: str = "val/pr_auc/macro") -> float:
     events = EventAccumulator(str(job), size_guidance={"scalars": 0})

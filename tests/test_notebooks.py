@@ -1,0 +1,49 @@
+"""The notebooks run, top to bottom, on tiny data made by the tests: a notebook that breaks fails CI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.conftest import ROOT, run_cli
+
+NOTEBOOKS = ROOT / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def predictions(tiny_ckpt: Path, plate_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("predictions")
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={out}", "progress=false",
+                   "overlays=false", "save=none")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def test_every_notebook_is_tested_and_saved_without_outputs():
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == ["01_tiles.ipynb", "02_sweep.ipynb", "03_counts.ipynb"]
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        book = nbformat.read(path, as_version=4)
+        nbformat.validate(book)
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in book.cells
+                   if c.cell_type == "code"), f"{path.name} was saved with outputs"  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "variable", "data"),
+    [
+        ("01_tiles.ipynb", "LIVEDEAD_TILES", "tiles_path"),
+        ("02_sweep.ipynb", "LIVEDEAD_SWEEP", "sweep"),
+        ("03_counts.ipynb", "LIVEDEAD_PREDICTIONS", "predictions"),
+    ],
+)
+def test_notebook_runs(name, variable, data, request, monkeypatch):
+    monkeypatch.setenv(variable, str(request.getfixturevalue(data)))
+    book = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    outputs = [o for c in book.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert [o for o in outputs if "image/png" in o.get("data", {})], "it shows figures"
