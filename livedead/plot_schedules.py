@@ -11,7 +11,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from livedead.config.app import cli_errors, run_app
-from livedead.errors import LivedeadError, atomic_path
+from livedead.errors import LivedeadError
+from livedead.viz.figures import save_figure
 from livedead.viz.schedules import metric_sequence, plot, trajectory
 
 PROG = "livedead.plot_schedules"
@@ -36,9 +37,7 @@ def draw(cfg: DictConfig) -> Path:
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig = plot(schedules, metric, f"learning-rate schedules, initial lr {cfg.lr}, same validation loss")
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp)
-    return out
+    return save_figure(fig, out)
 
 
 def cli() -> None:

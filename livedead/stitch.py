@@ -17,8 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
 from livedead.data.stitching import StitchConfig, StitchSummary, stitch
-from livedead.errors import atomic_path
-from livedead.viz.figures import seams_figure
+from livedead.viz.figures import save_figure, seams_figure
 
 PROG = "livedead.stitch"
 schema.store("stitch_schema", StitchConfig, input=(str, MISSING), output=(str, MISSING), figure=(bool, True))
@@ -49,10 +48,7 @@ def write_seams_figure(summary: StitchSummary, cfg: StitchConfig) -> Path:
     well = summary.wells[0]
     title = f"{well}: {cfg.rows}x{cfg.cols} fields of {summary.field_shape[0]}x{summary.field_shape[1]} px, stitched"
     fig = seams_figure(image, positions, summary.field_shape, cfg.cols, title)
-    out = summary.output.with_name(summary.output.stem + "_seams.png")
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp)
-    return out
+    return save_figure(fig, summary.output.with_name(summary.output.stem + "_seams.png"))
 
 
 def cli() -> None:

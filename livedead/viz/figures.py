@@ -40,11 +40,17 @@ def confusion_figure(confusion: np.ndarray, class_names: Sequence[str]) -> Figur
     return fig
 
 
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write a figure under a temporary name and rename it into place (a killed run leaves no half PNG)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    return path
+
+
 def plot_counts(rows: list[dict[str, Any]], out: Path) -> None:
     """``counts_over_time.png`` and ``dead_fraction.png`` of :func:`count_figures` in ``out``."""
     for name, fig in zip(("counts_over_time.png", "dead_fraction.png"), count_figures(rows), strict=True):
-        with atomic_path(out / name) as tmp:
-            fig.savefig(tmp)
+        save_figure(fig, out / name)
 
 
 def count_figures(rows: list[dict[str, Any]]) -> tuple[Figure, Figure]:

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from livedead.errors import LivedeadError, atomic_path
+from livedead.viz.figures import save_figure
 from livedead.viz.sweep import CURVES, Job, Ranked, group_by_setting, load_sweep, rank, verdict
 
 FIGURES = ("curves.png", "lr.png", "pr_curves.png", "overlays.png")
@@ -153,8 +154,7 @@ def write_report(sweep: str | Path, metric: str = "val/pr_auc/macro", on_job: Ca
     }
     for name, fig in figures.items():
         if fig is not None:
-            with atomic_path(out / name) as tmp:
-                fig.savefig(tmp)
+            save_figure(fig, out / name)
     running = sum(j.status == "running" for j in jobs)
     md = [f"# Sweep report: {sweep.name}", ""]
     md.append(f"{len(jobs)} jobs, {len(ranked)} settings ranked by `{metric}` (each job's best epoch)")
