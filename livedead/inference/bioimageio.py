@@ -59,6 +59,11 @@ def export_bioimageio(ckpt: str | Path, output: str | Path, cfg: ExportConfig) -
     except ImportError:
         raise LivedeadError('livedead.export needs bioimageio.spec: pip install "livedead[bioimageio]"') from None
     ckpt, output = Path(ckpt), Path(output)
+    if output.exists() and not (output / "rdf.yaml").exists():  # never replace a folder that is not a package
+        raise LivedeadError(
+            f"{output}: config key 'output': expected a new folder or an earlier export (with rdf.yaml), "
+            "found other files"
+        )
     model = load_model(ckpt, "cpu")
     model.net.to(memory_format=torch.contiguous_format)
     target = read_checkpoint(ckpt, "ckpt")["livedead"]["net"]

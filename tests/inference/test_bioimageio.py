@@ -43,6 +43,11 @@ def test_exporting_what_is_not_a_livedead_checkpoint_is_one_line(tmp_path):
     proc = run_cli("livedead.export", f"ckpt={other}", f"output={tmp_path / 'out'}")
     assert_one_line_error(proc, "other.ckpt", "livedead checkpoint")
     assert not (tmp_path / "out").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("months of work")
+    proc = run_cli("livedead.export", f"ckpt={other}", f"output={tmp_path / 'mine'}")
+    assert_one_line_error(proc, "mine", "config key 'output'", "expected a new folder or an earlier export")
+    assert (tmp_path / "mine" / "thesis.tex").exists()
 
 
 def test_bioimageio_core_runs_the_package(tiny_ckpt, tmp_path):
