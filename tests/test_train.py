@@ -144,6 +144,7 @@ def test_multirun_with_a_failing_job(tiles_path, tmp_path):
         ["debug=overfit"],
         ["debug=limit"],
         ["logger=csv"],
+        ["logger=mlflow"],
         ["class_weights=custom"],
     ],
 )
@@ -194,6 +195,9 @@ def test_configs_compose(overrides):
     if first == "logger=csv":
         assert list(cfg.logger) == ["csv"]
         assert cfg.logger.csv._target_.endswith("CSVLogger")
+    if first == "logger=mlflow":
+        assert sorted(cfg.logger) == ["mlflow", "tensorboard"]  # the reports and overlays read TensorBoard
+        assert cfg.logger.mlflow.tracking_uri.startswith("sqlite:///")
     if first == "class_weights=custom":
         assert list(cfg.model.class_weights) == [1.0, 5.0, 20.0]
 
