@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from livedead.config.resolvers import run_dir
@@ -197,7 +197,7 @@ def test_configs_compose(overrides):
         assert cfg.logger.csv._target_.endswith("CSVLogger")
     if first == "logger=mlflow":
         assert sorted(cfg.logger) == ["mlflow", "tensorboard"]  # the reports and overlays read TensorBoard
-        assert cfg.logger.mlflow.tracking_uri.startswith("sqlite:///")
+        assert OmegaConf.to_container(cfg.logger.mlflow)["tracking_uri"].startswith("sqlite:///")
     if first == "class_weights=custom":
         assert list(cfg.model.class_weights) == [1.0, 5.0, 20.0]
 
