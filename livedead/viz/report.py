@@ -35,12 +35,19 @@ def _colours(settings: Sequence[str]) -> dict[str, str]:
     return {s: palette[i % len(palette)] for i, s in enumerate(settings)}
 
 
+def _dashes(settings: Sequence[str]) -> dict[str, str]:
+    """A line style per setting too, so that settings that train alike (cosine and kicks before their
+    first kick) stay visible on top of each other."""
+    styles = ["-", "--", ":", "-."]
+    return {s: styles[i % len(styles)] for i, s in enumerate(settings)}
+
+
 def curves_figure(jobs: Sequence[Job], tags: Sequence[str] = CURVES) -> Figure:
     """One panel per tag against epoch: a line per setting (the mean over its seeds) with a band of
     one standard deviation where it has several."""
     groups = {s: [j for j in g if j.status in ("ok", "running")] for s, g in group_by_setting(jobs).items()}
     groups = {s: g for s, g in groups.items() if g}
-    colours = _colours(list(groups))
+    colours, dashes = _colours(list(groups)), _dashes(list(groups))
     fig = Figure(figsize=(11, 7.5), dpi=100)
     axes = fig.subplots(2, 2).ravel()
     for ax, tag in zip(axes, tags, strict=False):
@@ -52,7 +59,7 @@ def curves_figure(jobs: Sequence[Job], tags: Sequence[str] = CURVES) -> Figure:
             values = np.array([[s[e] for e in epochs] for s in series])
             mean = values.mean(axis=0)
             label = f"{setting} ({len(group)} seeds)" if len(group) > 1 else setting
-            ax.plot(epochs, mean, "-o", ms=3, color=colours[setting], label=label)
+            ax.plot(epochs, mean, dashes[setting], marker="o", ms=3, color=colours[setting], label=label)
             if len(group) > 1:
                 sd = values.std(axis=0, ddof=1)
                 ax.fill_between(epochs, mean - sd, mean + sd, color=colours[setting], alpha=0.2, lw=0)
@@ -67,13 +74,15 @@ def curves_figure(jobs: Sequence[Job], tags: Sequence[str] = CURVES) -> Figure:
 def lr_figure(jobs: Sequence[Job]) -> Figure:
     """Every job's learning rate over the epochs (kicks show as steps up), on a log scale."""
     plotted = [j for j in jobs if j.status in ("ok", "running")]
-    colours = _colours(list(dict.fromkeys(j.setting for j in plotted)))
+    settings = list(dict.fromkeys(j.setting for j in plotted))
+    colours, dashes = _colours(settings), _dashes(settings)
     fig = Figure(figsize=(8, 4), dpi=100)
     ax = fig.subplots()
     for job in plotted:
         epochs, lr = job.curve("lr")
         if len(lr):
-            ax.step(epochs, lr, where="post", color=colours[job.setting], alpha=0.85, label=job.label)
+            ax.plot(epochs, lr, dashes[job.setting], marker="o", ms=3, drawstyle="steps-post",
+                    color=colours[job.setting], alpha=0.85, label=job.label)  # fmt: skip
     ax.set(xlabel="epoch", ylabel="learning rate", yscale="log", title="learning rate per job")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3, which="both")
