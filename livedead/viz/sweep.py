@@ -26,10 +26,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util.tensor_util import make_ndarray
 
 from livedead.errors import LivedeadError
+from livedead.viz.video import OVERLAY_TAG
 
 CURVES = ("train/loss_epoch", "val/loss", "val/pr_auc/dapi", "val/pr_auc/cy5")
 """The curves of ``curves.png``, the study's comparison: losses and PR-AUC per class."""
-OVERLAY_TAG = "val/overlay"
 _JOB_NUMBER = re.compile(r"^\d+_")
 
 
