@@ -7,10 +7,8 @@ so that Fiji (deepImageJ), ilastik and napari run it. Every setting and its defa
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 import hydra
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
@@ -23,8 +21,7 @@ schema.store("export_schema", ExportConfig, ckpt=(str, MISSING), output=(str, MI
 @hydra.main(version_base="1.3", config_path="pkg://livedead.conf", config_name="export")
 @cli_errors(PROG)
 def main(cfg: DictConfig) -> None:
-    command = OmegaConf.to_object(cfg)
-    settings = ExportConfig(**{f.name: getattr(command, f.name) for f in fields(ExportConfig)})
+    command, settings = schema.settings_of(cfg, ExportConfig)
     rdf = export_bioimageio(command.ckpt, command.output, settings)
     print(f"wrote {rdf.parent} (bioimage.io model; check it with: bioimageio test {rdf})")
 

@@ -7,11 +7,10 @@ Turns a plate of stitched well images into the tile file that training reads
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 import hydra
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
@@ -24,8 +23,7 @@ schema.store("prepare_schema", PrepareConfig, input=(str, MISSING), output=(str,
 @hydra.main(version_base="1.3", config_path="pkg://livedead.conf", config_name="prepare")
 @cli_errors(PROG)
 def main(cfg: DictConfig) -> None:
-    command = OmegaConf.to_object(cfg)  # typed: the nested tiff layout becomes a TiffLayout
-    settings = PrepareConfig(**{f.name: getattr(command, f.name) for f in fields(PrepareConfig)})
+    command, settings = schema.settings_of(cfg, PrepareConfig)
     summary = prepare(command.input, command.output, settings)
     print_summary(summary, Path(command.output))
 

@@ -7,12 +7,11 @@ is a field of :class:`livedead.data.stitching.StitchConfig` (``conf/stitch.yaml`
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 import h5py
 import hydra
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
@@ -26,8 +25,7 @@ schema.store("stitch_schema", StitchConfig, input=(str, MISSING), output=(str, M
 @hydra.main(version_base="1.3", config_path="pkg://livedead.conf", config_name="stitch")
 @cli_errors(PROG)
 def main(cfg: DictConfig) -> None:
-    command = OmegaConf.to_object(cfg)
-    settings = StitchConfig(**{f.name: getattr(command, f.name) for f in fields(StitchConfig)})
+    command, settings = schema.settings_of(cfg, StitchConfig)
     summary = stitch(command.input, command.output, settings)
     fallback = sum(len(v) for v in summary.fallback.values())
     size = f", {summary.pixel_size_um} µm/px" if summary.pixel_size_um else ""

@@ -19,13 +19,15 @@ import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from hydra.core.config_store import ConfigStore
 from hydra.utils import get_object
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from livedead.errors import LivedeadError
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -88,6 +90,16 @@ def store(name: str, cls: type, **extra: tuple[Any, Any]) -> None:
     frozen = cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
     node = schema_of(cls, **extra) if extra or frozen else cls
     ConfigStore.instance().store(name=name, node=node)
+
+
+def settings_of(cfg: DictConfig, cls: type[T]) -> tuple[Any, T]:
+    """A command's composed config as its typed object, and the package dataclass ``cls`` of its settings.
+
+    The command's schema is ``cls`` plus the command's own keys (input, output...: :func:`store`), so
+    the settings are the fields of ``cls`` taken from it; nested nodes come out as their dataclasses.
+    """
+    command = OmegaConf.to_object(cfg)
+    return command, cls(**{f.name: getattr(command, f.name) for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
 
 
 # -- the types of _target_ nodes ----------------------------------------------------------------

@@ -28,7 +28,7 @@ from PIL import Image
 
 from livedead.errors import LivedeadError, atomic_path, one_line
 from livedead.inference.sliding_window import LoadedModel, load_model
-from livedead.model.checkpoint import read_checkpoint
+from livedead.model.checkpoint import LEGACY_NET
 
 
 @dataclass
@@ -66,7 +66,6 @@ def export_bioimageio(ckpt: str | Path, output: str | Path, cfg: ExportConfig) -
         )
     model = load_model(ckpt, "cpu")
     model.net.to(memory_format=torch.contiguous_format)
-    target = read_checkpoint(ckpt, "ckpt")["livedead"]["net"]
     raw = _test_input(cfg, model)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -89,7 +88,7 @@ def export_bioimageio(ckpt: str | Path, output: str | Path, cfg: ExportConfig) -
         )
         (work / "README.md").write_text(_readme(cfg, model, ckpt))
         try:
-            descr = _describe(spec, cfg, model, target, work)
+            descr = _describe(spec, cfg, model, work)
         except ValueError as err:  # pydantic's ValidationError: the spec refuses a field
             raise LivedeadError(f"{ckpt}: the bioimage.io description does not validate: {one_line(err)}") from None
         final = output.with_name(output.name + ".tmp-export")
@@ -102,7 +101,7 @@ def export_bioimageio(ckpt: str | Path, output: str | Path, cfg: ExportConfig) -
     return output / "rdf.yaml"
 
 
-def _describe(spec: Any, cfg: ExportConfig, model: LoadedModel, target: dict[str, Any], work: Path) -> Any:
+def _describe(spec: Any, cfg: ExportConfig, model: LoadedModel, work: Path) -> Any:
     norm = model.normalization
     if norm["mode"] == "dataset":
         kwargs = spec.FixedZeroMeanUnitVarianceKwargs(mean=float(norm["mean"]), std=float(norm["std"]))
@@ -140,8 +139,9 @@ def _describe(spec: Any, cfg: ExportConfig, model: LoadedModel, target: dict[str
         test_tensor=spec.FileDescr(source=work / "test_output.npy"),
         postprocessing=[spec.SoftmaxDescr(kwargs=spec.SoftmaxKwargs(axis=spec.AxisId("channel")))],
     )
+    target = model.net_spec or {}
     kwargs = {k: v for k, v in target.items() if k != "_target_"}
-    module, _, callable_ = target["_target_"].rpartition(".")
+    module, _, callable_ = target.get("_target_", LEGACY_NET).rpartition(".")  # old checkpoints: the U-Net
     version = spec.Version(torch.__version__.split("+")[0])
     weights = spec.WeightsDescr(
         pytorch_state_dict=spec.PytorchStateDictWeightsDescr(

@@ -44,6 +44,8 @@ class LoadedModel:
     foreground_threshold: float | None = None
     """P(nucleus) above which a pixel is counted as nucleus, calibrated on the validation split
     (None for checkpoints written before the calibration: counting then uses the argmax)."""
+    net_spec: dict[str, Any] | None = None
+    """How to rebuild the network (its ``_target_`` and arguments), as the checkpoint records it."""
 
     def normalize(self, image: np.ndarray) -> torch.Tensor:
         """A raw (H, W) image as float32 network input, normalised as in training."""
@@ -58,7 +60,9 @@ def load_model(ckpt: str | Path, device: str | torch.device = "cpu", tile: int =
     net.to(device, memory_format=torch.channels_last)
     divisor = int(getattr(net, "size_divisor", 1))
     threshold = info.get("foreground_threshold")
-    return LoadedModel(net, list(info["class_names"]), dict(info["normalization"]), tile, divisor, threshold)
+    return LoadedModel(
+        net, list(info["class_names"]), dict(info["normalization"]), tile, divisor, threshold, dict(info["net"])
+    )
 
 
 def gaussian_map(size: int, sigma_scale: float = 1 / 8) -> np.ndarray:
