@@ -23,9 +23,8 @@ import numpy as np
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader
 
-from livedead.data.dataset import ON_BAD_CHUNK, TileBatches
+from livedead.data.dataset import ON_BAD_CHUNK, TileBatches, TileLoader
 from livedead.data.preparation import prepare_synthetic
 from livedead.data.sampler import ChunkBatchSampler, Slice, chunk_segments
 from livedead.data.tilefile import TileFileInfo, fingerprint, image_statistics, inspect_tile_file
@@ -55,6 +54,7 @@ class TileDataModule(L.LightningDataModule):
             ``pin_memory=None`` pins only when CUDA is available.
         synthetic: a :class:`livedead.data.synthetic.PlateSpec` as a dict: if ``path`` does not exist,
             :meth:`prepare_data` generates that plate and prepares it into ``path`` (cached).
+        prepare_workers: processes that prepare the synthetic plate (None: one per CPU).
         on_bad_chunk: a chunk that fails its checksum (or cannot be decoded) is ``error`` (one line
             naming the file, dataset and tiles) or ``skip``: its batches are left out and counted.
     """
@@ -78,6 +78,7 @@ class TileDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         pin_memory: bool | None = None,
         synthetic: dict[str, Any] | None = None,
+        prepare_workers: int | None = None,
         on_bad_chunk: str = "error",
     ) -> None:
         super().__init__()
@@ -104,7 +105,7 @@ class TileDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         if self.hparams.synthetic is not None and not self.path.exists():
             rank_zero_info(f"livedead: generating the synthetic plate for {self.path} (first use; cached)")
-            prepare_synthetic(self.path, dict(self.hparams.synthetic))
+            prepare_synthetic(self.path, dict(self.hparams.synthetic), workers=self.hparams.prepare_workers)
 
     def setup(self, stage: str | None = None) -> None:
         if self.info is not None:
@@ -181,7 +182,7 @@ class TileDataModule(L.LightningDataModule):
         image = torch.cat([p["image"] for p in parts])
         return {"image": self.normalize(image), "label": torch.cat([p["label"] for p in parts]).clone()}
 
-    def _loader(self, ranges: list[Slice], shuffle: bool) -> DataLoader:
+    def _loader(self, ranges: list[Slice], shuffle: bool) -> TileLoader:
         assert self.info is not None
         hp = self.hparams
         sampler = ChunkBatchSampler(
@@ -193,7 +194,7 @@ class TileDataModule(L.LightningDataModule):
             num_workers=hp.num_workers,
         )
         workers = hp.num_workers > 0
-        return DataLoader(
+        return TileLoader(
             self._dataset(),
             batch_size=None,
             sampler=sampler,
@@ -203,7 +204,7 @@ class TileDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available() if hp.pin_memory is None else hp.pin_memory,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> TileLoader:
         assert self.info is not None, "call setup() first"
         loader = self._loader(self.info.train_ranges, shuffle=True)
         loader.sampler.resume_after, self._resume_after = self._resume_after, None
@@ -232,7 +233,7 @@ class TileDataModule(L.LightningDataModule):
         if "batches_done" in state:
             self._resume_after = int(state["batches_done"])
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> TileLoader:
         assert self.info is not None, "call setup() first"
         return self._loader(self.info.val_ranges, shuffle=False)
 

@@ -2,14 +2,16 @@
 
 Two streaming passes, as in the original study:
 
-1. Every image is labelled (from its stains, or from the plate's truth), tiled, and appended to an
-   intermediate HDF5 file in whole 1000-tile chunks together with each tile's class counts.
+1. Every image is labelled (from its stains, or from the plate's truth) and tiled, in
+   ``workers`` parallel processes, and appended in plate order to an intermediate HDF5 file in
+   whole 1000-tile chunks together with each tile's class counts.
 2. The tiles holding more than one class are split by well (or image), about 90:10, and copied
    into the final file: training tiles first, then validation tiles, each in a seeded random
-   order, chunk by chunk.
+   order that shuffles random groups of ``shuffle_chunks`` source chunks together, so that every
+   read and write is of whole chunks.
 
-Memory is bounded by one image and one chunk; only the per-tile metadata (44 bytes a tile)
-grows with the plate.
+Memory is bounded by a few images per worker and ``shuffle_chunks`` chunks; only the per-tile
+metadata (44 bytes a tile) grows with the plate.
 
 The command line is :mod:`livedead.prepare`.
 """
@@ -18,8 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
+import sys
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +36,14 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from threadpoolctl import threadpool_limits
 
 from livedead import CLASS_NAMES
 from livedead.data.labels import labels_from_stains
 from livedead.data.plates import PLATE_CHANNELS, Plate, PlateImage, TiffLayout, open_plate
 from livedead.data.scale import NucleusScale, estimate_diameter
 from livedead.data.synthetic import PlateSpec, generate_plate
-from livedead.data.tilefile import FORMAT, ChunkAppender, copy_in_order, fingerprint, tile_rows
+from livedead.data.tilefile import FORMAT, ChunkAppender, copy_groups, fingerprint, tile_rows
 from livedead.data.tiling import class_counts, tile_image, tile_starts
 from livedead.errors import LivedeadError, atomic_path, remove_stale_temporaries
 
@@ -71,11 +79,22 @@ class PrepareConfig:
     benchmarks), still far more than training takes in."""
     keep_intermediate: bool = False
     """Keep ``<output>.all.h5``: every tile, before the multi-class filter."""
+    workers: int | None = None
+    """Processes that label and tile images in parallel; None: one per CPU this process may use.
+    The output is the same whatever the number (images are stored in plate order)."""
+    shuffle_chunks: int = 4
+    """The final order shuffles the tiles of random groups of this many intermediate chunks together,
+    so that the store reads and writes whole chunks; each batch then mixes tiles of this many random
+    parts of the plate. Memory: this many chunks (77 MB each for 1000 uint16 tiles of 160x160)."""
     progress: bool = True
 
     def validate(self) -> None:
         if self.chunk < 1:
             raise LivedeadError(f"config key 'chunk': expected >= 1, found {self.chunk}")
+        if self.workers is not None and self.workers < 1:
+            raise LivedeadError(f"config key 'workers': expected >= 1 (or null: the CPU count), found {self.workers}")
+        if self.shuffle_chunks < 1:
+            raise LivedeadError(f"config key 'shuffle_chunks': expected >= 1, found {self.shuffle_chunks}")
         if self.labels not in ("stains", "truth"):
             raise LivedeadError(f"config key 'labels': expected 'stains' or 'truth', found {self.labels!r}")
         if self.split_by not in ("well", "image"):
@@ -101,15 +120,19 @@ class PrepareSummary:
     seconds: float
     diameters: list[float] = field(default_factory=list)
     """The nucleus diameter (px) each stain-labelled image was segmented with."""
+    labelling_seconds: float = 0.0
+    """Time spent labelling images, summed over the processes (the rest is tiling and storing)."""
 
 
 def _image_tiles(
     image: PlateImage, cfg: PrepareConfig, source: Path, diameter: float | None
-) -> tuple[dict[str, np.ndarray], float | None]:
-    """Label one image and cut it and its labels into tiles, with class counts and origins; and the
-    nucleus diameter (px) the stains were segmented with (None for truth labels or no nuclei)."""
+) -> tuple[dict[str, np.ndarray], float | None, float]:
+    """Label one image and cut it and its labels into tiles, with class counts and origins; the
+    nucleus diameter (px) the stains were segmented with (None for truth labels or no nuclei); and
+    the seconds labelling took. Runs in a worker process when ``cfg.workers`` > 1."""
     if image.error:
         raise LivedeadError(image.error)
+    start = time.perf_counter()
     if cfg.labels == "truth":
         if image.truth is None:
             raise LivedeadError(f"{source}: config labels=truth, but the plate has no '/truth/labels'")
@@ -118,15 +141,59 @@ def _image_tiles(
         hoechst, draq7 = image.channels["hoechst"], image.channels["draq7"]
         diameter = diameter or estimate_diameter(hoechst) or estimate_diameter(draq7)
         lab = labels_from_stains(hoechst, draq7, diameter=diameter, **cfg.stains)
+    labelling = time.perf_counter() - start
     tiles, origins = tile_image(image.channels["brightfield"], cfg.tile, cfg.stride)
     lab_tiles, _ = tile_image(lab, cfg.tile, cfg.stride)
     n = len(tiles)
-    return {
-        "images": tiles[:, None],
-        "labels": lab_tiles,
-        "class_counts": class_counts(lab_tiles, len(CLASS_NAMES)),
-        "origin": np.column_stack([np.full(n, image.well), np.full(n, image.time), origins]).astype(np.int32),
-    }, (diameter if cfg.labels == "stains" else None)
+    return (
+        {
+            "images": tiles[:, None],
+            "labels": lab_tiles,
+            "class_counts": class_counts(lab_tiles, len(CLASS_NAMES)),
+            "origin": np.column_stack([np.full(n, image.well), np.full(n, image.time), origins]).astype(np.int32),
+        },
+        diameter if cfg.labels == "stains" else None,
+        labelling,
+    )
+
+
+def worker_count(workers: int | None) -> int:
+    """``workers``, or the CPUs this process may run on (its affinity, which a batch scheduler sets)."""
+    if workers is not None:
+        return workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def labelled_tiles(
+    images: Iterator[PlateImage], cfg: PrepareConfig, source: Path, diameter: float | None, workers: int
+) -> Iterator[tuple[dict[str, np.ndarray], float | None, float]]:
+    """:func:`_image_tiles` of every image, in plate order, over ``workers`` processes.
+
+    This process reads the images and stores the tiles; the workers label and tile. At most
+    one image per worker waits besides those being worked on, so memory stays at a few images
+    per worker. On Linux the workers are forked, as DataLoader workers are: they use only numpy,
+    SciPy and scikit-image, never a lock of this process's other threads (progress bar, torch),
+    and a fork starts them without importing the calling script again, as spawn would (for
+    ``train.py``, Lightning and torch: seconds per worker). Elsewhere: the platform's default.
+    Each worker's BLAS runs one thread: two workers of two BLAS threads each on two cores took
+    twice as long per image as one process.
+    """
+    if workers == 1:
+        for image in images:
+            yield _image_tiles(image, cfg, source, diameter)
+        return
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=threadpool_limits, initargs=(1,))
+    pending: deque[Future] = deque()
+    try:
+        for image in images:
+            pending.append(pool.submit(_image_tiles, image, cfg, source, diameter))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def choose_split(units: np.ndarray, n_units: int, val_fraction: float, seed: int, unit_names: list[str]) -> np.ndarray:
@@ -196,25 +263,29 @@ def _tile_pass(
     diameters: list[float] = []
     with h5py.File(path, "w") as f:
         store = ChunkAppender(f, tile_rows(cfg.tile, plate.dtype, len(CLASS_NAMES)), cfg.chunk)
-        task = bar.add_task("tiling images", total=plate.n_images)
-        for image in images:
-            arrays, diameter = _image_tiles(image, cfg, plate.source, fixed)
+        workers = min(worker_count(cfg.workers), plate.n_images)
+        task = bar.add_task(f"tiling images ({workers} processes)", total=plate.n_images)
+        labelling = 0.0
+        for arrays, diameter, seconds in labelled_tiles(images, cfg, plate.source, fixed, workers):
             store.append(**arrays)
             if diameter is not None:
                 diameters.append(float(diameter))
+            labelling += seconds
             bar.advance(task)
         store.flush()
         f.attrs["format"] = FORMAT + "+intermediate"
         f.attrs["recipe"] = recipe
         f.attrs["diameters"] = np.asarray(diameters, np.float64)
+        f.attrs["labelling_seconds"] = labelling
         f.attrs["complete"] = True  # written last: a file cut off before this is not reused
 
 
 def _recipe(source: Path, cfg: PrepareConfig) -> str:
     """What the first pass's file depends on: the plate's fingerprint and the tiling and labelling settings."""
     settings = asdict(cfg)
-    for key in ("split_by", "val_fraction", "seed", "checksum", "keep_intermediate", "progress"):
+    for key in ("split_by", "val_fraction", "seed", "checksum", "shuffle_chunks", "keep_intermediate", "workers"):
         settings.pop(key)
+    settings.pop("progress")
     if source.is_dir():
         files = sorted((p.name, p.stat().st_size) for p in source.iterdir() if p.is_file())
         plate = hashlib.sha1(json.dumps(files).encode()).hexdigest()
@@ -233,10 +304,23 @@ def _reusable(intermediate: Path, recipe: str) -> bool:
         return False
 
 
+def shuffled_groups(tiles: np.ndarray, chunk: int, group: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """A seeded random order of ``tiles`` (intermediate-file indices) that is read in whole chunks.
+
+    The source chunks are dealt into random groups of ``group``; each group's tiles are shuffled
+    together, and the groups follow each other. A batch of the final file then mixes tiles of
+    ``group`` random parts of the plate, and the store reads each source chunk once.
+    """
+    ids = rng.permutation(np.unique(tiles // chunk))
+    of_tile = tiles // chunk
+    return [rng.permutation(tiles[np.isin(of_tile, ids[g : g + group])]) for g in range(0, len(ids), group)]
+
+
 def _write_final(all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig, bar: Progress) -> PrepareSummary:
     source, wells = plate.source, plate.wells
     with h5py.File(all_tiles, "r") as src:
         diameters = [float(d) for d in src.attrs["diameters"]]
+        labelling = float(src.attrs.get("labelling_seconds", 0.0))
         counts = src["class_counts"][:]
         origin = src["origin"][:]
         seen = len(counts)
@@ -255,14 +339,14 @@ def _write_final(all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig
         val_units = choose_split(units, len(names), cfg.val_fraction, cfg.seed, names)
         is_val = val_units[units]
         rng = np.random.default_rng([cfg.seed, 1])
-        train_idx = rng.permutation(keep[~is_val])
-        val_idx = rng.permutation(keep[is_val])
-        order = np.concatenate([train_idx, val_idx])
+        groups = [*shuffled_groups(keep[~is_val], cfg.chunk, cfg.shuffle_chunks, rng)]
+        n_train = sum(map(len, groups))
+        groups += shuffled_groups(keep[is_val], cfg.chunk, cfg.shuffle_chunks, rng)
         kept_counts = counts[keep].sum(axis=0)
 
         with atomic_path(output) as tmp, h5py.File(tmp, "w") as dst:
-            task = bar.add_task("writing kept tiles", total=-(-len(order) // cfg.chunk))
-            copy_in_order(src, dst, order, cfg.chunk, cfg.checksum, on_chunk=lambda: bar.advance(task))
+            task = bar.add_task("writing kept tiles", total=len(groups))
+            copy_groups(src, dst, groups, cfg.checksum, on_group=lambda: bar.advance(task))
             dst.attrs.update(
                 {
                     "format": FORMAT,
@@ -271,8 +355,8 @@ def _write_final(all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig
                     "stride": cfg.stride,
                     "chunk": cfg.chunk,
                     "class_names": list(CLASS_NAMES),
-                    "n_train": len(train_idx),
-                    "n_val": len(val_idx),
+                    "n_train": n_train,
+                    "n_val": len(keep) - n_train,
                     "split_by": cfg.split_by,
                     "split_seed": cfg.seed,
                     "val_fraction": cfg.val_fraction,
@@ -287,17 +371,20 @@ def _write_final(all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig
             )
     return PrepareSummary(
         tiles_seen=seen,
-        tiles_kept=len(order),
-        n_train=len(train_idx),
+        tiles_kept=len(keep),
+        n_train=n_train,
         val_units=[n for n, v in zip(names, val_units, strict=True) if v],
         class_fractions={name: float(c / kept_counts.sum()) for name, c in zip(CLASS_NAMES, kept_counts, strict=True)},
         bytes_written=output.stat().st_size,
         seconds=0.0,
         diameters=diameters,
+        labelling_seconds=labelling,
     )
 
 
-def prepare_synthetic(tiles: str | Path, spec: dict[str, Any], progress: bool = True) -> Path:
+def prepare_synthetic(
+    tiles: str | Path, spec: dict[str, Any], progress: bool = True, workers: int | None = None
+) -> Path:
     """Generate a synthetic plate beside ``tiles`` (``plate-<name>.h5``) and prepare it into ``tiles``.
 
     The embedded default data: a fresh clone trains on it with no data of its own. The plate is
@@ -307,7 +394,7 @@ def prepare_synthetic(tiles: str | Path, spec: dict[str, Any], progress: bool = 
     plate = tiles.with_name(tiles.name.replace("tiles", "plate", 1) if "tiles" in tiles.name else f"plate-{tiles.name}")
     if not plate.exists():
         generate_plate(plate, PlateSpec(**spec), progress=progress)
-    summary = prepare(plate, tiles, PrepareConfig(progress=progress))
+    summary = prepare(plate, tiles, PrepareConfig(progress=progress, workers=workers))
     print_summary(summary, tiles)
     return tiles
 

@@ -112,43 +112,43 @@ class ChunkAppender:
         self.fill = 0
 
 
-def copy_in_order(
+def copy_groups(
     src: h5py.File,
     dst: h5py.File,
-    order: np.ndarray,
-    chunk: int,
+    groups: list[np.ndarray],
     checksum: bool = True,
-    on_chunk: Callable[[], None] | None = None,
+    on_group: Callable[[], None] | None = None,
 ) -> int:
-    """Copy tiles ``order[0], order[1], ...`` of ``src`` into new chunked datasets of ``dst``, with
-    fletcher32 checksums unless ``checksum`` is false.
+    """Copy tiles of ``src`` into new chunked datasets of ``dst``: each group's tiles, in the group's
+    order, one group after another; with fletcher32 checksums unless ``checksum`` is false.
 
-    Streams one output chunk at a time: its source tiles are read in ascending order, with
-    runs of neighbours coalesced into single slice reads (never h5py fancy indexing), then
-    permuted in memory. Per-tile metadata (a few bytes a row) is read whole once instead.
-    Returns the number of tiles written.
+    A group is read as the whole source chunks that hold its tiles (runs of neighbouring chunks in
+    one slice read each, never h5py fancy indexing), then gathered in memory: memory is those
+    chunks, and every read and write is of whole chunks. Per-tile metadata (a few bytes a row)
+    is read whole once instead. Returns the number of tiles written.
     """
     rows = {name: (src[name].shape[1:], src[name].dtype) for name in DATASETS}
     small = {name: src[name][:] for name, (shape, dtype) in rows.items() if np.prod(shape) * dtype.itemsize < 1024}
     large = {name: src[name] for name in DATASETS if name not in small}
+    n = src["images"].shape[0]
+    chunk = src["images"].chunks[0] if src["images"].chunks else n
     out = ChunkAppender(dst, rows, chunk, checksum=checksum)
-    scratch = {name: np.empty((chunk, *ds.shape[1:]), ds.dtype) for name, ds in large.items()}
-    for start in range(0, len(order), chunk):
-        want = order[start : start + chunk]
-        sorter = np.argsort(want, kind="stable")
-        ranked = want[sorter]
-        breaks = np.flatnonzero(np.diff(ranked) != 1) + 1
-        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(ranked)], strict=True):
-            a = int(ranked[lo])
+    most = max((len(np.unique(g // chunk)) for g in groups), default=0)
+    scratch = {name: np.empty((most * chunk, *ds.shape[1:]), ds.dtype) for name, ds in large.items()}
+    for group in groups:
+        ids = np.unique(group // chunk)
+        breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(ids)], strict=True):
+            a, b = int(ids[lo]) * chunk, min(int(ids[hi - 1] + 1) * chunk, n)
             for name, ds in large.items():
-                ds.read_direct(scratch[name], np.s_[a : a + hi - lo], np.s_[lo:hi])
-        batch = {name: arr[want] for name, arr in small.items()}
-        for name in large:
-            batch[name] = np.empty_like(scratch[name][: len(want)])
-            batch[name][sorter] = scratch[name][: len(want)]
-        out.append(**batch)
-        if on_chunk:
-            on_chunk()
+                ds.read_direct(scratch[name], np.s_[a:b], np.s_[lo * chunk : lo * chunk + b - a])
+        rows_in_scratch = np.searchsorted(ids, group // chunk) * chunk + group % chunk
+        out.append(
+            **{name: arr[group] for name, arr in small.items()},
+            **{name: buf[rows_in_scratch] for name, buf in scratch.items()},
+        )
+        if on_group:
+            on_group()
     out.flush()
     return out.n
 

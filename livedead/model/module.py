@@ -93,7 +93,7 @@ class LiveDeadModule(L.LightningModule):
         overlay_tiles: validation tiles holding both stains, shown every epoch (0: none).
         init_from: checkpoint whose matching weights initialise the network (transfer learning).
         freeze_encoder: keep the contracting path fixed (with ``init_from``).
-        channels_last: channels-last memory format (faster convolutions on recent GPUs).
+        channels_last: channels-last memory format (faster convolutions, on GPUs and on the CPU).
         compile: ``torch.compile`` the network.
         net_args: the arguments ``net`` was built with, recorded in checkpoints so that inference
             can rebuild it; taken from ``net.config`` when not given (``train.py`` passes those of
@@ -112,7 +112,7 @@ class LiveDeadModule(L.LightningModule):
         overlay_tiles: int = 8,
         init_from: str | None = None,
         freeze_encoder: bool = False,
-        channels_last: bool = False,
+        channels_last: bool = True,
         compile: bool = False,  # noqa: A002  (the config key model.compile)
         net_args: dict[str, Any] | None = None,
     ) -> None:

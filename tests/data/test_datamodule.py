@@ -228,6 +228,32 @@ def test_compressed_files_read_each_chunk_once(tmp_path, compression, workers):
         assert sorted(loads) == sorted(set(loads)), "a chunk was decompressed twice"
 
 
+def test_workers_write_into_rings_shared_once_and_batches_match_the_file(tmp_path):
+    """Two persistent workers over two epochs: every batch is the file's tiles, and every batch the main
+    process sees is a view of a ring it shared before the workers started (nothing mapped per batch)."""
+    path = write_tiles(tmp_path / "w.h5", n=400, chunk=64, n_train=320)
+    dm = TileDataModule(path, batch_size=20, num_workers=2, augment=False, persistent_workers=True, pin_memory=False)
+    dm.setup()
+    loader = dm.train_dataloader()
+    with h5py.File(path) as f:
+        images, labels = f["images"][:], f["labels"][:]
+    storages = set()
+    for epoch in range(2):
+        loader.sampler.set_epoch(epoch)
+        seen = []
+        for batch in loader:
+            idx = batch["index"].numpy()
+            np.testing.assert_array_equal(batch["image"].numpy(), images[idx])
+            np.testing.assert_array_equal(batch["label"].numpy(), labels[idx])
+            storages.add(batch["image"].untyped_storage().data_ptr())
+            seen.extend(idx.tolist())
+        assert sorted(seen) == list(range(320))
+    rings = loader.dataset._shared
+    assert len(rings) == 2
+    shared = {slot["image"].untyped_storage().data_ptr() for ring in rings for slot in ring}
+    assert storages <= shared
+
+
 def test_a_split_that_starts_inside_a_chunk_of_a_chunk_read_file(tmp_path):
     """Setup checks the first batch of each split; in a file read a chunk at a time (compressed or
     checksummed, as prepare writes it), that batch must end at its chunk's end too."""

@@ -125,6 +125,36 @@ def test_tiff_folder_gives_the_same_tiles_as_hdf5(plate_path, tiles_path, tmp_pa
         assert list(a.attrs["wells"]) == ["A1", "A2", "A3"]
 
 
+def test_two_workers_write_the_file_one_process_writes(plate_path, tmp_path):
+    """Parallel labelling changes nothing in the output: every dataset and attribute is the same."""
+    files = [tmp_path / f"w{n}.h5" for n in (1, 2)]
+    summaries = [prepare(plate_path, f, PrepareConfig(chunk=50, workers=n, progress=False)) for f, n in zip(files, (1, 2))]
+    with h5py.File(files[0]) as a, h5py.File(files[1]) as b:
+        for name in ("images", "labels", "class_counts", "origin"):
+            np.testing.assert_array_equal(a[name][:], b[name][:])
+        assert {k: str(v) for k, v in a.attrs.items()} == {k: str(v) for k, v in b.attrs.items()}
+    assert summaries[0].tiles_kept == summaries[1].tiles_kept > 0
+
+
+def test_the_final_order_reads_whole_groups_of_chunks_and_is_seeded(tiles_path):
+    """Each 4-chunk group of the final file comes from at most 4 chunks of the intermediate file, and
+    every kept tile appears once; training tiles first."""
+    from livedead.data.preparation import shuffled_groups
+
+    rng = np.random.default_rng(0)
+    tiles = np.sort(rng.choice(1000, 600, replace=False))
+    groups = shuffled_groups(tiles, 50, 4, np.random.default_rng([0, 1]))
+    assert all(len(np.unique(g // 50)) <= 4 for g in groups)
+    np.testing.assert_array_equal(np.sort(np.concatenate(groups)), tiles)
+    assert not np.array_equal(np.concatenate(groups), tiles)  # shuffled
+    again = shuffled_groups(tiles, 50, 4, np.random.default_rng([0, 1]))
+    assert all(np.array_equal(a, b) for a, b in zip(groups, again, strict=True))
+    with h5py.File(tiles_path) as f, h5py.File(tiles_path.with_name("tiles.all.h5")) as a:
+        kept = ((a["class_counts"][:] > 0).sum(axis=1) > 1).sum()
+        assert len(f["origin"]) == kept
+        assert len(np.unique(f["origin"][:], axis=0)) == kept
+
+
 def test_memory_does_not_grow_with_tiles(tmp_path):
     """Peak memory of prepare is one image and one chunk, not the plate (measured with tracemalloc)."""
     import tracemalloc
