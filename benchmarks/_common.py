@@ -2,24 +2,47 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import threading
 import time
+from pathlib import Path
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return kids
 
 
 class RssSampler(threading.Thread):
-    """Peak resident memory of this process while running (sampled every 5 ms); use as a context."""
+    """Peak resident memory of this process while running (sampled every 5 ms); use as a context.
 
-    def __init__(self) -> None:
+    With ``children``, of this process and every process it started (worker pools), summed."""
+
+    def __init__(self, children: bool = False) -> None:
         super().__init__(daemon=True)
+        self.children = children
         self.start_rss = self.rss()
         self.peak = self.start_rss
         self.running = True
 
-    @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize()
+    def rss(self) -> int:
+        pids, total = [os.getpid()], 0
+        while pids:
+            pid = pids.pop()
+            try:
+                with open(f"/proc/{pid}/statm") as f:
+                    total += int(f.read().split()[1]) * resource.getpagesize()
+            except OSError:
+                continue
+            if self.children:
+                pids += _children(pid)
+        return total
 
     def run(self) -> None:
         while self.running:

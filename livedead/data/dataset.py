@@ -93,11 +93,11 @@ class TileBatches(Dataset):
         if len(self._shared) != workers:
             self._shared = [self._ring(shared=True) for _ in range(workers)]
 
-    def resolve(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def resolve(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """A worker's :data:`RING_REF` as the tensors it points to in this process (other batches as they are)."""
         if RING_REF not in batch:
             return batch
-        worker, slot, n = batch.pop(RING_REF).tolist()
+        worker, slot, n = batch.pop(RING_REF)
         return {**{k: t[:n] for k, t in self._shared[worker][slot].items()}, **batch}
 
     def _open(self) -> None:
@@ -144,9 +144,9 @@ class TileBatches(Dataset):
         self._check_values(buf, n, batch)
         return self._batch(slot, n)
 
-    def _batch(self, slot: int, n: int) -> dict[str, torch.Tensor]:
+    def _batch(self, slot: int, n: int) -> dict[str, Any]:
         if self._worker is not None:
-            return {RING_REF: torch.tensor([self._worker, slot, n])}
+            return {RING_REF: (self._worker, slot, n)}  # plain ints: a tensor would cross in shared memory of its own
         return {k: t[:n] for k, t in self._tensors[slot].items()}
 
     def _read(self, buf: dict[str, np.ndarray], n: int, a: int, b: int) -> None:

@@ -90,12 +90,22 @@ class ChunkAppender:
         self.buffers = {name: np.empty((chunk, *shape), dtype) for name, (shape, dtype) in rows.items()}
 
     def append(self, **arrays: np.ndarray) -> None:
-        total = len(next(iter(arrays.values())))
+        self.gather({name: (arr, None) for name, arr in arrays.items()})
+
+    def gather(self, sources: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
+        """Append, for each dataset, rows ``rows`` of its array (all rows where ``rows`` is None), taken
+        straight into the chunk buffers: no gathered copy in between."""
+        first, first_rows = next(iter(sources.values()))
+        total = len(first) if first_rows is None else len(first_rows)
         done = 0
         while done < total:
             take = min(self.chunk - self.fill, total - done)
-            for name, arr in arrays.items():
-                self.buffers[name][self.fill : self.fill + take] = arr[done : done + take]
+            for name, (arr, idx) in sources.items():
+                out = self.buffers[name][self.fill : self.fill + take]
+                if idx is None:
+                    out[...] = arr[done : done + take]
+                else:  # mode="clip": "raise" would gather into a temporary first (the indices are ours)
+                    np.take(arr, idx[done : done + take], axis=0, out=out, mode="clip")
             self.fill += take
             done += take
             if self.fill == self.chunk:
@@ -123,8 +133,9 @@ def copy_groups(
     order, one group after another; with fletcher32 checksums unless ``checksum`` is false.
 
     A group is read as the whole source chunks that hold its tiles (runs of neighbouring chunks in
-    one slice read each, never h5py fancy indexing), then gathered in memory: memory is those
-    chunks, and every read and write is of whole chunks. Per-tile metadata (a few bytes a row)
+    one slice read each, never h5py fancy indexing), then gathered straight into the output's
+    chunk buffer: memory is those chunks and one output chunk, and every read and write is of
+    whole chunks. Per-tile metadata (a few bytes a row)
     is read whole once instead. Returns the number of tiles written.
     """
     rows = {name: (src[name].shape[1:], src[name].dtype) for name in DATASETS}
@@ -142,11 +153,8 @@ def copy_groups(
             a, b = int(ids[lo]) * chunk, min(int(ids[hi - 1] + 1) * chunk, n)
             for name, ds in large.items():
                 ds.read_direct(scratch[name], np.s_[a:b], np.s_[lo * chunk : lo * chunk + b - a])
-        rows_in_scratch = np.searchsorted(ids, group // chunk) * chunk + group % chunk
-        out.append(
-            **{name: arr[group] for name, arr in small.items()},
-            **{name: buf[rows_in_scratch] for name, buf in scratch.items()},
-        )
+        in_scratch = np.searchsorted(ids, group // chunk) * chunk + group % chunk
+        out.gather({k: (v, group) for k, v in small.items()} | {k: (v, in_scratch) for k, v in scratch.items()})
         if on_group:
             on_group()
     out.flush()
