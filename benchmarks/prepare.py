@@ -2,7 +2,7 @@
 
 Prepares the same plate (2 wells x 2 time points: a by-well split needs two wells) with
 ``workers=1`` and ``workers=2`` and prints, for each: tiles per second, the peak memory (of this
-process traced, and the resident memory of it and its workers together), and whether the two
+process traced, and the proportional set size of it and its workers together), and whether the two
 files are identical. Then the store step's time (everything but labelling: tiling and both
 passes' HDF5 reads and writes, of the one-process run) against a plain h5py write of the
 final file's bytes from memory with the same chunks and checksums, flushed to the disk as
@@ -44,7 +44,7 @@ def plain_write(path: Path, tiles: h5py.File) -> float:
 
 
 def run(plate: Path, out: Path, workers: int) -> tuple[PrepareSummary, float, int, int]:
-    """Prepare with ``workers`` processes: the summary, seconds, traced peak of this process, peak RSS of all."""
+    """Prepare with ``workers`` processes: the summary, seconds, traced peak of this process, peak PSS of all."""
     os.sync()  # no dirty pages of an earlier run to write back during this one
     tracemalloc.start()
     with RssSampler(children=True) as sampler:
@@ -86,7 +86,7 @@ def main() -> None:
         print(
             f"{w} process{'es' if w > 1 else '  '}:   {seconds:6.2f} s  {s.tiles_seen / seconds:6,.0f} tiles/s   "
             f"peak: traced {traced / 1e6:5,.0f} MB ({traced / image_bytes:.1f}x one uint16 image), "
-            f"RSS of all processes {rss / 1e6:5,.0f} MB"
+            f"PSS of all processes {rss / 1e6:5,.0f} MB"
         )
     print(f"1 process:     labels from stains {summary.labelling_seconds:.2f} s, the store (the rest) {store:.2f} s")
     print(f"plain h5py:    {floor:.3f} s to write the same {nbytes / 1e6:,.0f} MB from memory")
