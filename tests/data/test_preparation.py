@@ -127,9 +127,9 @@ def test_tiff_folder_gives_the_same_tiles_as_hdf5(plate_path, tiles_path, tmp_pa
 
 def test_two_workers_write_the_file_one_process_writes(plate_path, tmp_path):
     """Parallel labelling changes nothing in the output: every dataset and attribute is the same."""
-    files = [tmp_path / f"w{n}.h5" for n in (1, 2)]
-    summaries = [prepare(plate_path, f, PrepareConfig(chunk=50, workers=n, progress=False)) for f, n in zip(files, (1, 2))]
-    with h5py.File(files[0]) as a, h5py.File(files[1]) as b:
+    files = {n: tmp_path / f"w{n}.h5" for n in (1, 2)}
+    summaries = [prepare(plate_path, f, PrepareConfig(chunk=50, workers=n, progress=False)) for n, f in files.items()]
+    with h5py.File(files[1]) as a, h5py.File(files[2]) as b:
         for name in ("images", "labels", "class_counts", "origin"):
             np.testing.assert_array_equal(a[name][:], b[name][:])
         assert {k: str(v) for k, v in a.attrs.items()} == {k: str(v) for k, v in b.attrs.items()}
