@@ -67,6 +67,38 @@ class PlateImage:
 
 
 @dataclass
+class ImageReader:
+    """Reads one image of a plate by its (well, time point), opening the file for that read: it is
+    picklable, so that worker processes read the images they work on themselves."""
+
+    source: Path
+    names: list[str]
+    """The channel roles, in the file's channel order."""
+    images_key: str = "images"
+    has_truth: bool = False
+    files: dict[tuple[int, int], Path] | None = None
+    """A folder's image files; None for an HDF5 plate."""
+    layout: TiffLayout | None = None
+
+    def __call__(self, index: tuple[int, int]) -> PlateImage:
+        w, t = index
+        if self.files is not None:
+            try:
+                data, _ = _read(self.files[w, t], self.names, self.layout or TiffLayout())
+            except LivedeadError as err:
+                return PlateImage(w, t, {}, error=str(err))
+            return PlateImage(w, t, data)
+        with _open_h5(self.source) as f:
+            try:
+                data = f[self.images_key][w, t]
+                lab = f["truth/labels"][w, t] if self.has_truth else None
+            except OSError as err:
+                msg = f"{self.source}: cannot read image (well {w}, time {t}) of '/{self.images_key}': found {err}"
+                return PlateImage(w, t, {}, error=msg)
+        return PlateImage(w, t, dict(zip(self.names, data, strict=True)), lab)
+
+
+@dataclass
 class Plate:
     """What a reader knows about a plate before reading any pixels."""
 
@@ -78,10 +110,14 @@ class Plate:
     channels: list[str]
     has_truth: bool
     n_images: int
+    index: list[tuple[int, int]] = field(default_factory=list)
+    """The (well, time point) of every image there is, in plate order (a folder may lack some)."""
     pixel_size_um: float | None = None
     """From the plate's metadata (HDF5 ``attrs["pixel_size_um"]``), where it records one."""
     time_interval_h: float | None = None
     """Hours between time points, from the metadata (HDF5 ``attrs["time_interval_h"]``), where recorded."""
+    reader: ImageReader | None = field(default=None, repr=False)
+    """Reads any one image: ``plate.reader((well, time))``."""
 
     def require(self, *names: str) -> None:
         """Fail with one line if a channel the caller needs is missing."""
@@ -98,14 +134,16 @@ def open_plate(
     channels: Sequence[str] | None = PLATE_CHANNELS,
     tiff: TiffLayout | None = None,
     images_key: str = "images",
+    order: Sequence[tuple[int, int]] | None = None,
 ) -> tuple[Plate, Iterator[PlateImage]]:
-    """Describe a plate and return a lazy iterator over its images."""
+    """Describe a plate and return a lazy iterator over its images: in plate order, or the
+    (well, time point) pairs of ``order`` (taken from :attr:`Plate.index`) in that order."""
     path = Path(path)
     if not path.exists():
         raise LivedeadError(f"{path}: file not found")
     if path.is_dir():
-        return _folder_plate(path, channels, tiff or TiffLayout())
-    return _hdf5_plate(path, channels, images_key)
+        return _folder_plate(path, channels, tiff or TiffLayout(), order)
+    return _hdf5_plate(path, channels, images_key, order)
 
 
 def _open_h5(path: Path) -> h5py.File:
@@ -116,7 +154,9 @@ def _open_h5(path: Path) -> h5py.File:
         raise LivedeadError(f"{path}: expected a readable HDF5 file, found {reason}") from None
 
 
-def _hdf5_plate(path: Path, channels: Sequence[str] | None, images_key: str) -> tuple[Plate, Iterator[PlateImage]]:
+def _hdf5_plate(
+    path: Path, channels: Sequence[str] | None, images_key: str, order: Sequence[tuple[int, int]] | None
+) -> tuple[Plate, Iterator[PlateImage]]:
     with _open_h5(path) as f:
         if images_key not in f:
             raise LivedeadError(f"{path}: dataset '/{images_key}' not found (found {sorted(f.keys())})")
@@ -147,30 +187,17 @@ def _hdf5_plate(path: Path, channels: Sequence[str] | None, images_key: str) -> 
             channels=names,
             has_truth=has_truth,
             n_images=ds.shape[0] * ds.shape[1],
+            index=[(w, t) for w in range(ds.shape[0]) for t in range(ds.shape[1])],
             pixel_size_um=float(f.attrs["pixel_size_um"]) if "pixel_size_um" in f.attrs else None,
             time_interval_h=float(f.attrs["time_interval_h"]) if "time_interval_h" in f.attrs else None,
+            reader=ImageReader(path, names, images_key, has_truth),
         )
-
-    def images() -> Iterator[PlateImage]:
-        with _open_h5(path) as f:
-            ds = f[images_key]
-            truth = f["truth/labels"] if has_truth else None
-            for w in range(ds.shape[0]):
-                for t in range(ds.shape[1]):
-                    try:
-                        data = ds[w, t]
-                        lab = truth[w, t] if truth is not None else None
-                    except OSError as err:
-                        msg = f"{path}: cannot read image (well {w}, time {t}) of '/{images_key}': found {err}"
-                        yield PlateImage(w, t, {}, error=msg)
-                        continue
-                    yield PlateImage(w, t, dict(zip(names, data, strict=True)), lab)
-
-    return plate, images()
+    reader = plate.reader
+    return plate, (reader(i) for i in (plate.index if order is None else order))
 
 
 def _folder_plate(
-    folder: Path, channels: Sequence[str] | None, layout: TiffLayout
+    folder: Path, channels: Sequence[str] | None, layout: TiffLayout, order: Sequence[tuple[int, int]] | None
 ) -> tuple[Plate, Iterator[PlateImage]]:
     if not channels:
         raise LivedeadError(f"{folder}: an image folder needs config key 'channels' to name the channel roles")
@@ -185,6 +212,7 @@ def _folder_plate(
     wells = sorted({w for w, _, _ in found})
     times = sorted({t for _, t, _ in found})
     first, meta = _read(found[0][2], channels, layout)
+    files = {(wells.index(w), times.index(t)): p for w, t, p in found}
     plate = Plate(
         source=folder,
         wells=wells,
@@ -194,20 +222,12 @@ def _folder_plate(
         channels=list(channels),
         has_truth=False,
         n_images=len(found),
+        index=sorted(files),
         pixel_size_um=meta.pixel_size_um,
+        reader=ImageReader(folder, list(channels), files=files, layout=layout),
     )
-
-    def images() -> Iterator[PlateImage]:
-        for well, time, p in sorted(found, key=lambda x: (wells.index(x[0]), x[1])):
-            w, t = wells.index(well), times.index(time)
-            try:
-                data, _ = _read(p, channels, layout)
-            except LivedeadError as err:
-                yield PlateImage(w, t, {}, error=str(err))
-                continue
-            yield PlateImage(w, t, data)
-
-    return plate, images()
+    reader = plate.reader
+    return plate, (reader(i) for i in (plate.index if order is None else order))
 
 
 def _read(path: Path, channels: Sequence[str], layout: TiffLayout) -> tuple[dict[str, np.ndarray], ImageMeta]:

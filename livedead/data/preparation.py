@@ -1,17 +1,17 @@
 """Prepare: turn a plate of stitched well images into the tile file that training reads.
 
-Two streaming passes, as in the original study:
+One streaming pass, planned before any pixel is read (:func:`plan_images`):
 
-1. Every image is labelled (from its stains, or from the plate's truth) and tiled, in
-   ``workers`` parallel processes, and appended in plate order to an intermediate HDF5 file in
-   whole 1000-tile chunks together with each tile's class counts.
-2. The tiles holding more than one class are split by well (or image), about 90:10, and copied
-   into the final file: training tiles first, then validation tiles, each in a seeded random
-   order that shuffles random groups of ``shuffle_chunks`` source chunks together, so that every
-   read and write is of whole chunks.
+1. The images are split by well (or image), about 90:10, and each side's images are dealt, in a
+   seeded random order, into groups of about ``shuffle_chunks`` 1000-tile chunks of tiles.
+2. Group by group, training groups first, ``workers`` processes read, label (from the stains,
+   or from the plate's truth) and tile the images; the tiles holding more than one class of each
+   group are shuffled together and appended to the final file in whole chunks, while the
+   workers label the next group. With ``keep_intermediate`` every tile also goes, with its
+   class counts, into ``<output>.all.h5``, which a rerun with other split settings reuses.
 
-Memory is bounded by a few images per worker and ``shuffle_chunks`` chunks; only the per-tile
-metadata (44 bytes a tile) grows with the plate.
+Memory is bounded by a few images per worker and one group of tiles; only the per-tile
+metadata of the summary grows with the plate.
 
 The command line is :mod:`livedead.prepare`.
 """
@@ -40,10 +40,10 @@ from threadpoolctl import threadpool_limits
 
 from livedead import CLASS_NAMES
 from livedead.data.labels import labels_from_stains
-from livedead.data.plates import PLATE_CHANNELS, Plate, PlateImage, TiffLayout, open_plate
+from livedead.data.plates import PLATE_CHANNELS, ImageReader, Plate, TiffLayout, open_plate
 from livedead.data.scale import NucleusScale, estimate_diameter
 from livedead.data.synthetic import PlateSpec, generate_plate
-from livedead.data.tilefile import FORMAT, ChunkAppender, copy_groups, fingerprint, tile_rows
+from livedead.data.tilefile import DATASETS, FORMAT, ChunkAppender, fingerprint, tile_rows
 from livedead.data.tiling import class_counts, tile_image, tile_starts
 from livedead.errors import LivedeadError, atomic_path, remove_stale_temporaries
 
@@ -78,14 +78,16 @@ class PrepareConfig:
     them at about 1 GB/s on one core: the loader then delivers fewer tiles per second (README,
     benchmarks), still far more than training takes in."""
     keep_intermediate: bool = False
-    """Keep ``<output>.all.h5``: every tile, before the multi-class filter."""
+    """Keep ``<output>.all.h5``: every tile, before the multi-class filter; a rerun with other split
+    settings (``split_by``, ``val_fraction``, ``seed``, ``shuffle_chunks``) reuses it instead of labelling."""
     workers: int | None = None
     """Processes that label and tile images in parallel; None: one per CPU this process may use.
     The output is the same whatever the number (images are stored in plate order)."""
     shuffle_chunks: int = 4
-    """The final order shuffles the tiles of random groups of this many intermediate chunks together,
-    so that the store reads and writes whole chunks; each batch then mixes tiles of this many random
-    parts of the plate. Memory: this many chunks (77 MB each for 1000 uint16 tiles of 160x160)."""
+    """Tiles are shuffled within groups of random images holding about this many chunks of tiles, so
+    that each group is written as soon as it is labelled, in whole chunks; a batch then mixes tiles
+    of those images (2-3 full 2700x3600 wells, or every image of a small plate). Memory: one group
+    (77 MB a chunk of 1000 uint16 tiles of 160x160)."""
     progress: bool = True
 
     def validate(self) -> None:
@@ -125,11 +127,12 @@ class PrepareSummary:
 
 
 def _image_tiles(
-    image: PlateImage, cfg: PrepareConfig, source: Path, diameter: float | None
+    reader: ImageReader, index: tuple[int, int], cfg: PrepareConfig, diameter: float | None
 ) -> tuple[dict[str, np.ndarray], float | None, float]:
-    """Label one image and cut it and its labels into tiles, with class counts and origins; the
-    nucleus diameter (px) the stains were segmented with (None for truth labels or no nuclei); and
-    the seconds labelling took. Runs in a worker process when ``cfg.workers`` > 1."""
+    """Read, label and tile one image: its tiles and its labels' tiles, with class counts and origins;
+    the nucleus diameter (px) the stains were segmented with (None for truth labels or no nuclei);
+    and the seconds labelling took. Runs in a worker process when there are several."""
+    image, source = reader(index), reader.source
     if image.error:
         raise LivedeadError(image.error)
     start = time.perf_counter()
@@ -165,29 +168,29 @@ def worker_count(workers: int | None) -> int:
 
 
 def labelled_tiles(
-    images: Iterator[PlateImage], cfg: PrepareConfig, source: Path, diameter: float | None, workers: int
+    reader: ImageReader, order: list[tuple[int, int]], cfg: PrepareConfig, diameter: float | None, workers: int
 ) -> Iterator[tuple[dict[str, np.ndarray], float | None, float]]:
-    """:func:`_image_tiles` of every image, in plate order, over ``workers`` processes.
+    """:func:`_image_tiles` of the images of ``order``, in that order, over ``workers`` processes.
 
-    This process reads the images and stores the tiles; the workers label and tile. At most
-    one image per worker waits besides those being worked on, so memory stays at a few images
-    per worker. On Linux the workers are forked, as DataLoader workers are: they use only numpy,
-    SciPy and scikit-image, never a lock of this process's other threads (progress bar, torch),
-    and a fork starts them without importing the calling script again, as spawn would (for
+    The workers read, label and tile; this process stores the tiles. At most one image per
+    worker waits besides those being worked on, so memory stays at a few images per worker.
+    On Linux the workers are forked, as DataLoader workers are: they use only h5py, numpy, SciPy
+    and scikit-image, never a lock of this process's other threads (progress bar, torch), and a
+    fork starts them without importing the calling script again, as spawn would (for
     ``train.py``, Lightning and torch: seconds per worker). Elsewhere: the platform's default.
     Each worker's BLAS runs one thread: two workers of two BLAS threads each on two cores took
     twice as long per image as one process.
     """
     if workers == 1:
-        for image in images:
-            yield _image_tiles(image, cfg, source, diameter)
+        for index in order:
+            yield _image_tiles(reader, index, cfg, diameter)
         return
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=threadpool_limits, initargs=(1,))
     pending: deque[Future] = deque()
     try:
-        for image in images:
-            pending.append(pool.submit(_image_tiles, image, cfg, source, diameter))
+        for index in order:
+            pending.append(pool.submit(_image_tiles, reader, index, cfg, diameter))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:
@@ -197,7 +200,8 @@ def labelled_tiles(
 
 
 def choose_split(units: np.ndarray, n_units: int, val_fraction: float, seed: int, unit_names: list[str]) -> np.ndarray:
-    """Boolean mask over units that go to validation: seeded random units until ``val_fraction``.
+    """Boolean mask over units that go to validation: seeded random units until ``val_fraction`` of
+    the images (``units``: the unit of each image).
 
     Whole wells (or images) go to one side only, because neighbouring tiles overlap by half and a
     tile-level split would leak validation pixels into training.
@@ -219,65 +223,200 @@ def choose_split(units: np.ndarray, n_units: int, val_fraction: float, seed: int
     return val
 
 
-def prepare(source: str | Path, output: str | Path, cfg: PrepareConfig) -> PrepareSummary:
-    """Run both passes over the plate at ``source``; write ``output`` atomically and return what was done.
+@dataclass
+class Plan:
+    """What prepare decides before it reads a pixel: the split, and the order the images go in."""
 
-    With ``keep_intermediate``, the first pass's file is kept, and a rerun (after a kill in the
-    second pass, or with other split settings) reuses it if it is complete and was made from the
-    same plate with the same tiling and labelling settings: checked, not assumed.
+    groups: list[list[tuple[int, int]]]
+    """Images (well, time point) whose kept tiles are shuffled together, training groups first."""
+    n_train_groups: int
+    val_units: list[str]
+
+    @property
+    def order(self) -> list[tuple[int, int]]:
+        return [image for group in self.groups for image in group]
+
+
+def plan_images(plate: Plate, cfg: PrepareConfig) -> Plan:
+    """Split the plate's images by well (or image), about ``val_fraction`` of them to validation, and
+    deal each side's images, in a seeded random order, into groups of about ``shuffle_chunks``
+    chunks of tiles.
+
+    Deciding this up front lets one pass label the images group by group and write each group's
+    tiles, shuffled, into the final file as soon as the group is labelled: no second pass over an
+    intermediate file, and the writing overlaps the labelling of the next group.
+    """
+    if cfg.split_by == "well":
+        units = np.array([w for w, _ in plate.index])
+        names = [f"well {w}" for w in plate.wells]
+    else:
+        units = np.array([w * plate.timepoints + t for w, t in plate.index])
+        names = [f"image {w}/t{t}" for w in plate.wells for t in range(plate.timepoints)]
+    val_units = choose_split(units, len(names), cfg.val_fraction, cfg.seed, names)
+    per_image = len(tile_starts(plate.shape[0], cfg.tile, cfg.stride)) * len(
+        tile_starts(plate.shape[1], cfg.tile, cfg.stride)
+    )
+    size = max(1, round(cfg.shuffle_chunks * cfg.chunk / per_image))
+    rng = np.random.default_rng([cfg.seed, 1])
+    sides = []
+    for validation in (False, True):
+        images = [plate.index[i] for i in np.flatnonzero(val_units[units] == validation)]
+        images = [images[i] for i in rng.permutation(len(images))]
+        sides.append([images[g : g + size] for g in range(0, len(images), size)])
+    return Plan(sides[0] + sides[1], len(sides[0]), [n for n, v in zip(names, val_units, strict=True) if v])
+
+
+def prepare(source: str | Path, output: str | Path, cfg: PrepareConfig) -> PrepareSummary:
+    """Label and tile the plate at ``source`` into ``output``, written atomically; return what was done.
+
+    With ``keep_intermediate``, every tile (before the multi-class filter) is also kept in
+    ``<output>.all.h5``, and a rerun (with other split settings, say) reuses it instead of
+    labelling again, if it is complete and was made from the same plate with the same tiling and
+    labelling settings: checked, not assumed. Either way the output is the same.
     """
     cfg.validate()
     start = time.perf_counter()
     source, output = Path(source), Path(output)
-    plate, images = open_plate(source, cfg.channels, cfg.tiff)
+    plate, _ = open_plate(source, cfg.channels, cfg.tiff)
     plate.require("brightfield", *(("hoechst", "draq7") if cfg.labels == "stains" else ()))
     for axis, size in zip(("height", "width"), plate.shape, strict=True):
         if cfg.tile > size:
             raise LivedeadError(f"config key 'tile': expected <= image {axis} {size} px of {source}, found {cfg.tile}")
+    plan = plan_images(plate, cfg)
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(output)
     intermediate = output.with_name(output.stem + ".all.h5")
     remove_stale_temporaries(intermediate)
     recipe = _recipe(source, cfg)
-    with Progress(disable=not cfg.progress) as bar:
-        if not cfg.keep_intermediate:
-            with atomic_path(intermediate, keep=False) as tmp:
-                _tile_pass(tmp, plate, images, cfg, recipe, bar)
-                summary = _write_final(tmp, output, plate, cfg, bar)
+    rows = tile_rows(cfg.tile, plate.dtype, len(CLASS_NAMES))
+    with Progress(disable=not cfg.progress) as bar, atomic_path(output) as tmp, h5py.File(tmp, "w") as dst:
+        final = ChunkAppender(dst, rows, cfg.chunk, checksum=cfg.checksum)
+        if cfg.keep_intermediate and _reusable(intermediate, recipe):
+            bar.console.print(f"reusing {intermediate}: complete, and made from this plate with these settings")
+            with h5py.File(intermediate, "r") as src:
+                summary = _write(_stored_tiles(src, plan.order), plan, cfg, final, None, bar)
+                summary.diameters = [float(d) for d in src.attrs["diameters"]]
+                summary.labelling_seconds = float(src.attrs["labelling_seconds"])
         else:
-            if _reusable(intermediate, recipe):
-                bar.console.print(f"reusing {intermediate}: complete, and made from this plate with these settings")
+            workers = min(worker_count(cfg.workers), plate.n_images)
+            assert plate.reader is not None
+            tiles = labelled_tiles(plate.reader, plan.order, cfg, cfg.scale.fixed(plate.pixel_size_um), workers)
+            if cfg.keep_intermediate:
+                with atomic_path(intermediate) as tmp_all, h5py.File(tmp_all, "w") as every:
+                    summary = _write(tiles, plan, cfg, final, ChunkAppender(every, rows, cfg.chunk), bar, workers)
+                    every.attrs.update(
+                        {
+                            "format": FORMAT + "+intermediate",
+                            "recipe": recipe,
+                            "diameters": np.asarray(summary.diameters, np.float64),
+                            "labelling_seconds": summary.labelling_seconds,
+                            "complete": True,  # written last: a file cut off before this is not reused
+                        }
+                    )
             else:
-                with atomic_path(intermediate) as tmp:
-                    _tile_pass(tmp, plate, images, cfg, recipe, bar)
-            summary = _write_final(intermediate, output, plate, cfg, bar)
+                summary = _write(tiles, plan, cfg, final, None, bar, workers)
+        _check_split(summary, plan, source, cfg)
+        dst.attrs.update(
+            {
+                "format": FORMAT,
+                "format_version": 1,
+                "tile": cfg.tile,
+                "stride": cfg.stride,
+                "chunk": cfg.chunk,
+                "class_names": list(CLASS_NAMES),
+                "n_train": summary.n_train,
+                "n_val": summary.tiles_kept - summary.n_train,
+                "split_by": cfg.split_by,
+                "split_seed": cfg.seed,
+                "val_fraction": cfg.val_fraction,
+                "val_units": plan.val_units,
+                "wells": list(plate.wells),
+                "source": str(source.resolve()),
+                "labels_source": cfg.labels,
+                "tiles_seen": summary.tiles_seen,
+                "nucleus_diameter_px": float(np.median(summary.diameters)) if summary.diameters else float("nan"),
+                "nucleus_diameter_setting": str(cfg.scale.fixed(plate.pixel_size_um) or cfg.diameter),
+            }
+        )
+    summary.bytes_written = output.stat().st_size
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _tile_pass(
-    path: Path, plate: Plate, images: Iterator[PlateImage], cfg: PrepareConfig, recipe: str, bar: Progress
-) -> None:
-    """The first pass: every image labelled and tiled into ``path``, in whole chunks."""
-    fixed = cfg.scale.fixed(plate.pixel_size_um)
-    diameters: list[float] = []
-    with h5py.File(path, "w") as f:
-        store = ChunkAppender(f, tile_rows(cfg.tile, plate.dtype, len(CLASS_NAMES)), cfg.chunk)
-        workers = min(worker_count(cfg.workers), plate.n_images)
-        task = bar.add_task(f"tiling images ({workers} processes)", total=plate.n_images)
-        labelling = 0.0
-        for arrays, diameter, seconds in labelled_tiles(images, cfg, plate.source, fixed, workers):
-            store.append(**arrays)
+def _write(
+    tiles: Iterator[tuple[dict[str, np.ndarray], float | None, float]],
+    plan: Plan,
+    cfg: PrepareConfig,
+    final: ChunkAppender,
+    every: ChunkAppender | None,
+    bar: Progress,
+    workers: int = 0,
+) -> PrepareSummary:
+    """Each image's tiles (in plan order) into ``every``, if kept, and each group's tiles holding more
+    than one class, shuffled together, into ``final``."""
+    label = f"labelling and tiling images ({workers} processes)" if workers else "tiles from the kept first pass"
+    task = bar.add_task(label, total=len(plan.order))
+    rng = np.random.default_rng([cfg.seed, 2])
+    summary = PrepareSummary(0, 0, 0, plan.val_units, {}, 0, 0.0)
+    kept_counts = np.zeros(len(CLASS_NAMES), np.int64)
+    merged: dict[str, np.ndarray] = {}
+    for g, group in enumerate(plan.groups):
+        parts = []
+        for _ in group:
+            arrays, diameter, seconds = next(tiles)
+            if every is not None:
+                every.append(**arrays)
+            multi = (arrays["class_counts"] > 0).sum(axis=1) > 1
+            parts.append({k: v[multi] for k, v in arrays.items()} if not multi.all() else arrays)
+            summary.tiles_seen += len(multi)
             if diameter is not None:
-                diameters.append(float(diameter))
-            labelling += seconds
+                summary.diameters.append(float(diameter))
+            summary.labelling_seconds += seconds
             bar.advance(task)
-        store.flush()
-        f.attrs["format"] = FORMAT + "+intermediate"
-        f.attrs["recipe"] = recipe
-        f.attrs["diameters"] = np.asarray(diameters, np.float64)
-        f.attrs["labelling_seconds"] = labelling
-        f.attrs["complete"] = True  # written last: a file cut off before this is not reused
+        n = sum(len(p["class_counts"]) for p in parts)
+        for k, first in parts[0].items():  # one buffer for every group: no fresh memory to fault in each time
+            if k not in merged or len(merged[k]) < n:
+                merged[k] = np.empty((n, *first.shape[1:]), first.dtype)
+            np.concatenate([p[k] for p in parts], out=merged[k][:n])
+        del parts
+        shuffled = rng.permutation(n)
+        final.gather({k: (v[:n], shuffled) for k, v in merged.items()})
+        summary.tiles_kept += len(shuffled)
+        summary.n_train += len(shuffled) if g < plan.n_train_groups else 0
+        kept_counts += merged["class_counts"][:n].sum(axis=0)
+    final.flush()
+    if every is not None:
+        every.flush()
+    total = max(int(kept_counts.sum()), 1)
+    summary.class_fractions = {name: float(c / total) for name, c in zip(CLASS_NAMES, kept_counts, strict=True)}
+    return summary
+
+
+def _check_split(summary: PrepareSummary, plan: Plan, source: Path, cfg: PrepareConfig) -> None:
+    if not summary.tiles_kept:
+        raise LivedeadError(
+            f"{source}: expected tiles holding more than one class, found none in {summary.tiles_seen} tiles "
+            f"(labels={cfg.labels}; check the stain channels)"
+        )
+    if summary.n_train == 0 or summary.n_train == summary.tiles_kept:
+        side, units = ("validation", ", ".join(plan.val_units)) if summary.n_train else ("training", "the others")
+        raise LivedeadError(
+            f"{source}: config key 'split_by': expected tiles holding more than one class on both sides, "
+            f"found none in {side} ({units}); choose another 'seed' or split_by=image"
+        )
+
+
+def _stored_tiles(
+    src: h5py.File, order: list[tuple[int, int]]
+) -> Iterator[tuple[dict[str, np.ndarray], float | None, float]]:
+    """The tiles of each image of ``order`` from a kept first pass, as :func:`labelled_tiles` yields them."""
+    origin = src["origin"][:]
+    starts = np.flatnonzero(np.r_[True, (np.diff(origin[:, :2], axis=0) != 0).any(axis=1)])
+    ends = np.r_[starts[1:], len(origin)]
+    ranges = {(int(origin[a, 0]), int(origin[a, 1])): (int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
+    for image in order:
+        a, b = ranges[image]
+        yield {k: src[k][a:b] for k in DATASETS}, None, 0.0
 
 
 def _recipe(source: Path, cfg: PrepareConfig) -> str:
@@ -302,84 +441,6 @@ def _reusable(intermediate: Path, recipe: str) -> bool:
             return bool(f.attrs.get("complete")) and f.attrs.get("recipe") == recipe
     except OSError:
         return False
-
-
-def shuffled_groups(tiles: np.ndarray, chunk: int, group: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """A seeded random order of ``tiles`` (intermediate-file indices) that is read in whole chunks.
-
-    The source chunks are dealt into random groups of ``group``; each group's tiles are shuffled
-    together, and the groups follow each other. A batch of the final file then mixes tiles of
-    ``group`` random parts of the plate, and the store reads each source chunk once.
-    """
-    ids = rng.permutation(np.unique(tiles // chunk))
-    of_tile = tiles // chunk
-    return [rng.permutation(tiles[np.isin(of_tile, ids[g : g + group])]) for g in range(0, len(ids), group)]
-
-
-def _write_final(all_tiles: Path, output: Path, plate: Plate, cfg: PrepareConfig, bar: Progress) -> PrepareSummary:
-    source, wells = plate.source, plate.wells
-    with h5py.File(all_tiles, "r") as src:
-        diameters = [float(d) for d in src.attrs["diameters"]]
-        labelling = float(src.attrs.get("labelling_seconds", 0.0))
-        counts = src["class_counts"][:]
-        origin = src["origin"][:]
-        seen = len(counts)
-        keep = np.flatnonzero((counts > 0).sum(axis=1) > 1)
-        if not len(keep):
-            raise LivedeadError(
-                f"{source}: expected tiles holding more than one class, found none in {seen} tiles "
-                f"(labels={cfg.labels}; check the stain channels)"
-            )
-        if cfg.split_by == "well":
-            units = origin[keep, 0].astype(np.int64)
-            names = [f"well {w}" for w in wells]
-        else:
-            units = origin[keep, 0].astype(np.int64) * plate.timepoints + origin[keep, 1]
-            names = [f"image {w}/t{t}" for w in wells for t in range(plate.timepoints)]
-        val_units = choose_split(units, len(names), cfg.val_fraction, cfg.seed, names)
-        is_val = val_units[units]
-        rng = np.random.default_rng([cfg.seed, 1])
-        groups = [*shuffled_groups(keep[~is_val], cfg.chunk, cfg.shuffle_chunks, rng)]
-        n_train = sum(map(len, groups))
-        groups += shuffled_groups(keep[is_val], cfg.chunk, cfg.shuffle_chunks, rng)
-        kept_counts = counts[keep].sum(axis=0)
-
-        with atomic_path(output) as tmp, h5py.File(tmp, "w") as dst:
-            task = bar.add_task("writing kept tiles", total=len(groups))
-            copy_groups(src, dst, groups, cfg.checksum, on_group=lambda: bar.advance(task))
-            dst.attrs.update(
-                {
-                    "format": FORMAT,
-                    "format_version": 1,
-                    "tile": cfg.tile,
-                    "stride": cfg.stride,
-                    "chunk": cfg.chunk,
-                    "class_names": list(CLASS_NAMES),
-                    "n_train": n_train,
-                    "n_val": len(keep) - n_train,
-                    "split_by": cfg.split_by,
-                    "split_seed": cfg.seed,
-                    "val_fraction": cfg.val_fraction,
-                    "val_units": [n for n, v in zip(names, val_units, strict=True) if v],
-                    "wells": list(wells),
-                    "source": str(source.resolve()),
-                    "labels_source": cfg.labels,
-                    "tiles_seen": seen,
-                    "nucleus_diameter_px": float(np.median(diameters)) if diameters else float("nan"),
-                    "nucleus_diameter_setting": str(cfg.scale.fixed(plate.pixel_size_um) or cfg.diameter),
-                }
-            )
-    return PrepareSummary(
-        tiles_seen=seen,
-        tiles_kept=len(keep),
-        n_train=n_train,
-        val_units=[n for n, v in zip(names, val_units, strict=True) if v],
-        class_fractions={name: float(c / kept_counts.sum()) for name, c in zip(CLASS_NAMES, kept_counts, strict=True)},
-        bytes_written=output.stat().st_size,
-        seconds=0.0,
-        diameters=diameters,
-        labelling_seconds=labelling,
-    )
 
 
 def prepare_synthetic(

@@ -122,45 +122,6 @@ class ChunkAppender:
         self.fill = 0
 
 
-def copy_groups(
-    src: h5py.File,
-    dst: h5py.File,
-    groups: list[np.ndarray],
-    checksum: bool = True,
-    on_group: Callable[[], None] | None = None,
-) -> int:
-    """Copy tiles of ``src`` into new chunked datasets of ``dst``: each group's tiles, in the group's
-    order, one group after another; with fletcher32 checksums unless ``checksum`` is false.
-
-    A group is read as the whole source chunks that hold its tiles (runs of neighbouring chunks in
-    one slice read each, never h5py fancy indexing), then gathered straight into the output's
-    chunk buffer: memory is those chunks and one output chunk, and every read and write is of
-    whole chunks. Per-tile metadata (a few bytes a row)
-    is read whole once instead. Returns the number of tiles written.
-    """
-    rows = {name: (src[name].shape[1:], src[name].dtype) for name in DATASETS}
-    small = {name: src[name][:] for name, (shape, dtype) in rows.items() if np.prod(shape) * dtype.itemsize < 1024}
-    large = {name: src[name] for name in DATASETS if name not in small}
-    n = src["images"].shape[0]
-    chunk = src["images"].chunks[0] if src["images"].chunks else n
-    out = ChunkAppender(dst, rows, chunk, checksum=checksum)
-    most = max((len(np.unique(g // chunk)) for g in groups), default=0)
-    scratch = {name: np.empty((most * chunk, *ds.shape[1:]), ds.dtype) for name, ds in large.items()}
-    for group in groups:
-        ids = np.unique(group // chunk)
-        breaks = np.flatnonzero(np.diff(ids) != 1) + 1
-        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(ids)], strict=True):
-            a, b = int(ids[lo]) * chunk, min(int(ids[hi - 1] + 1) * chunk, n)
-            for name, ds in large.items():
-                ds.read_direct(scratch[name], np.s_[a:b], np.s_[lo * chunk : lo * chunk + b - a])
-        in_scratch = np.searchsorted(ids, group // chunk) * chunk + group % chunk
-        out.gather({k: (v, group) for k, v in small.items()} | {k: (v, in_scratch) for k, v in scratch.items()})
-        if on_group:
-            on_group()
-    out.flush()
-    return out.n
-
-
 def tile_rows(tile: int, dtype: np.dtype, num_classes: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Row shapes and dtypes of the four tile datasets."""
     return {

@@ -136,27 +136,29 @@ def test_two_workers_write_the_file_one_process_writes(plate_path, tmp_path):
     assert summaries[0].tiles_kept == summaries[1].tiles_kept > 0
 
 
-def test_the_final_order_reads_whole_groups_of_chunks_and_is_seeded(tiles_path):
-    """Each 4-chunk group of the final file comes from at most 4 chunks of the intermediate file, and
-    every kept tile appears once; training tiles first."""
-    from livedead.data.preparation import shuffled_groups
+def test_the_plan_deals_whole_images_into_seeded_groups_training_first(plate_path):
+    """Every image once; groups of about shuffle_chunks chunks of tiles; no group mixes the splits."""
+    from livedead.data.plates import open_plate
+    from livedead.data.preparation import plan_images
 
-    rng = np.random.default_rng(0)
-    tiles = np.sort(rng.choice(1000, 600, replace=False))
-    groups = shuffled_groups(tiles, 50, 4, np.random.default_rng([0, 1]))
-    assert all(len(np.unique(g // 50)) <= 4 for g in groups)
-    np.testing.assert_array_equal(np.sort(np.concatenate(groups)), tiles)
-    assert not np.array_equal(np.concatenate(groups), tiles)  # shuffled
-    again = shuffled_groups(tiles, 50, 4, np.random.default_rng([0, 1]))
-    assert all(np.array_equal(a, b) for a, b in zip(groups, again, strict=True))
-    with h5py.File(tiles_path) as f, h5py.File(tiles_path.with_name("tiles.all.h5")) as a:
-        kept = ((a["class_counts"][:] > 0).sum(axis=1) > 1).sum()
-        assert len(f["origin"]) == kept
-        assert len(np.unique(f["origin"][:], axis=0)) == kept
+    plate, _ = open_plate(plate_path)
+    cfg = PrepareConfig(chunk=9, shuffle_chunks=2)  # 3x3 tiles of 256x256 px at stride 80: 2 images a group
+    plan = plan_images(plate, cfg)
+    assert sorted(plan.order) == plate.index
+    assert all(len(g) <= 2 for g in plan.groups)
+    assert len(plan.groups[0]) == 2
+    val_wells = {plate.wells.index(u.removeprefix("well ")) for u in plan.val_units}
+    sides = [{w in val_wells for w, _ in g} for g in plan.groups]
+    assert all(len(side) == 1 for side in sides)
+    assert [side.pop() for side in sides] == [False] * plan.n_train_groups + [True] * (len(sides) - plan.n_train_groups)
+    assert plan.order != plate.index  # shuffled
+    assert plan_images(plate, cfg).groups == plan.groups
+    assert plan_images(plate, PrepareConfig(chunk=9, shuffle_chunks=2, seed=1)).groups != plan.groups
 
 
 def test_memory_does_not_grow_with_tiles(tmp_path):
-    """Peak memory of prepare is one image and one chunk, not the plate (measured with tracemalloc)."""
+    """Peak memory of prepare is a group of images and a chunk, not the plate (measured with tracemalloc;
+    groups of one chunk of tiles, so that both plates hold several)."""
     import tracemalloc
 
     peaks = []
@@ -165,7 +167,8 @@ def test_memory_does_not_grow_with_tiles(tmp_path):
             tmp_path / f"p{wells}.h5", PlateSpec(wells=wells, timepoints=2, height=320, width=320), progress=False
         )
         tracemalloc.start()
-        prepare(plate, tmp_path / f"t{wells}.h5", PrepareConfig(chunk=20, labels="truth", progress=False))
+        cfg = PrepareConfig(chunk=20, shuffle_chunks=1, labels="truth", progress=False)
+        prepare(plate, tmp_path / f"t{wells}.h5", cfg)
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert peaks[1] < 1.3 * peaks[0], peaks
@@ -251,12 +254,16 @@ def test_failure_midway_leaves_nothing(plate_path, tmp_path):
     """An error after tiles have been written leaves no output under any name."""
     with pytest.raises(LivedeadError):
         prepare(plate_path, tmp_path / "t.h5", PrepareConfig(split_by="well", val_fraction=0.1, seed=0, labels="x"))
-    bad_split = PrepareConfig(progress=False, keep_intermediate=True)
     single = generate_plate(tmp_path / "one.h5", PlateSpec(wells=1, timepoints=1, height=200, width=200))
     with pytest.raises(LivedeadError, match="at least 2 wells"):
-        prepare(single, tmp_path / "t.h5", bad_split)  # fails after the first pass has written every tile
+        prepare(single, tmp_path / "t.h5", PrepareConfig(progress=False, keep_intermediate=True))  # before any tile
+    assert sorted(os.listdir(tmp_path)) == ["one.h5"]
+    rng = np.random.default_rng(0)
+    blank = _write_plate(tmp_path / "blank.h5", rng.normal(500, 5, (2, 1, 3, 200, 200)).astype(np.uint16))
+    with pytest.raises(LivedeadError, match="more than one class"):  # found once every image is tiled
+        prepare(blank, tmp_path / "t.h5", PrepareConfig(progress=False, keep_intermediate=True))
     # no output; the kept first pass is whole (and marked so): a rerun with other settings reuses it
-    assert sorted(os.listdir(tmp_path)) == ["one.h5", "t.all.h5"]
+    assert sorted(os.listdir(tmp_path)) == ["blank.h5", "one.h5", "t.all.h5"]
     with h5py.File(tmp_path / "t.all.h5") as f:
         assert f.attrs["complete"]
 
