@@ -194,8 +194,11 @@ class TileDataModule(L.LightningDataModule):
             num_workers=hp.num_workers,
         )
         workers = hp.num_workers > 0
+        dataset = self._dataset()
+        if workers and self._for_cpu():
+            dataset.normalization = self.normalization()
         return TileLoader(
-            self._dataset(),
+            dataset,
             batch_size=None,
             sampler=sampler,
             num_workers=hp.num_workers,
@@ -203,6 +206,12 @@ class TileDataModule(L.LightningDataModule):
             prefetch_factor=hp.prefetch_factor if workers else None,
             pin_memory=torch.cuda.is_available() if hp.pin_memory is None else hp.pin_memory,
         )
+
+    def _for_cpu(self) -> bool:
+        """Whether the batches are for the CPU: the trainer's device, or without a trainer, no CUDA."""
+        if self.trainer is not None:
+            return self.trainer.strategy.root_device.type == "cpu"
+        return not torch.cuda.is_available()
 
     def train_dataloader(self) -> TileLoader:
         assert self.info is not None, "call setup() first"
@@ -263,7 +272,7 @@ class TileDataModule(L.LightningDataModule):
         return torch.Generator().manual_seed(seed)
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
-        image = self.normalize(batch["image"], reuse=True)
+        image = batch["input"] if "input" in batch else self.normalize(batch["image"], reuse=True)
         label = batch["label"]
         trainer = self.trainer
         if self.hparams.augment and trainer is not None and trainer.training:

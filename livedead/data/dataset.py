@@ -12,6 +12,10 @@ workers start (:meth:`TileBatches.share_rings`). A worker writes a batch into it
 sends only where it put it (:data:`RING_REF`); :class:`TileLoader` turns that back into tensors
 on the main process's mapping. Sending the tensors themselves would map each batch's memory
 afresh in the main process, page by page: that halved the loader's rate with two workers.
+When the batches are for the CPU (:attr:`TileBatches.normalization` set), the workers also turn
+them into network input (:func:`livedead.data.transforms.normalize_`, as ``input``): the main
+process then only passes them on, where converting them itself, from memory another core had just
+written, cost it more than the workers' reads.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from livedead.data.sampler import Batch
 from livedead.data.tilefile import DamagedChunk, TileFileInfo, check_classes
+from livedead.data.transforms import normalize_
 from livedead.errors import LivedeadError
 
 ON_BAD_CHUNK = ("error", "skip")
@@ -61,6 +66,8 @@ class TileBatches(Dataset):
         self.float_images = info.dtype == np.float32
         self.dtype, self.tile_shape = info.dtype, (info.height, info.width)
         self.n = info.n
+        self.normalization: dict[str, Any] | None = None
+        """Set (a normalisation record) for batches bound for the CPU: workers then add the network input."""
         self._worker: int | None = None
         self._file: h5py.File | None = None
         self._datasets: tuple[h5py.Dataset, h5py.Dataset] | None = None
@@ -82,6 +89,8 @@ class TileBatches(Dataset):
             "label": ((self.max_batch, *self.tile_shape), np.dtype(np.uint8)),
             "index": ((self.max_batch,), np.dtype(np.int64)),
         }
+        if shared and self.normalization is not None:
+            shapes["input"] = ((self.max_batch, 1, *self.tile_shape), np.dtype(np.float32))
         ring = []
         for _ in range(self.ring):
             entry = {k: torch.from_numpy(np.empty(shape, dtype)) for k, (shape, dtype) in shapes.items()}
@@ -142,6 +151,9 @@ class TileBatches(Dataset):
             skipped = torch.tensor([sum(b - a for a, b in batch)])  # no tiles: the step is skipped
             return {**self._batch(slot, 0), "skipped": skipped}
         self._check_values(buf, n, batch)
+        if "input" in buf:
+            entry = self._tensors[slot]
+            normalize_(entry["input"][:n].copy_(entry["image"][:n]), self.normalization or {})
         return self._batch(slot, n)
 
     def _batch(self, slot: int, n: int) -> dict[str, Any]:

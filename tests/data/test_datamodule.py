@@ -229,8 +229,9 @@ def test_compressed_files_read_each_chunk_once(tmp_path, compression, workers):
 
 
 def test_workers_write_into_rings_shared_once_and_batches_match_the_file(tmp_path):
-    """Two persistent workers over two epochs: every batch is the file's tiles, and every batch the main
-    process sees is a view of a ring it shared before the workers started (nothing mapped per batch)."""
+    """Two persistent workers over two epochs: every batch is the file's tiles, normalised by the workers
+    as the main process would, and every batch the main process sees is a view of a ring it shared
+    before the workers started (nothing mapped per batch)."""
     path = write_tiles(tmp_path / "w.h5", n=400, chunk=64, n_train=320)
     dm = TileDataModule(path, batch_size=20, num_workers=2, augment=False, persistent_workers=True, pin_memory=False)
     dm.setup()
@@ -247,6 +248,9 @@ def test_workers_write_into_rings_shared_once_and_batches_match_the_file(tmp_pat
             np.testing.assert_array_equal(batch["label"].numpy(), labels[idx])
             storages.add(batch["image"].untyped_storage().data_ptr())
             seen.extend(idx.tolist())
+            # for the CPU the workers normalised it too, as the main process would have
+            assert batch["input"].dtype == torch.float32
+            torch.testing.assert_close(dm.on_after_batch_transfer(batch, 0)["image"], dm.normalize(batch["image"]))
         assert sorted(seen) == list(range(320))
     rings = loader.dataset._shared
     assert len(rings) == 2
