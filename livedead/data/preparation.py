@@ -361,24 +361,26 @@ def _write(
     kept_counts = np.zeros(len(CLASS_NAMES), np.int64)
     merged: dict[str, np.ndarray] = {}
     for g, group in enumerate(plan.groups):
-        parts = []
+        n = 0
         for _ in group:
             arrays, diameter, seconds = next(tiles)
             if every is not None:
                 every.append(**arrays)
             multi = (arrays["class_counts"] > 0).sum(axis=1) > 1
-            parts.append({k: v[multi] for k, v in arrays.items()} if not multi.all() else arrays)
+            m = int(multi.sum())
+            for k, v in arrays.items():  # into one buffer for every group: no fresh memory to fault in each time
+                if k not in merged or len(merged[k]) < n + m:
+                    grown = np.empty((max(n + m, len(group) * len(v)), *v.shape[1:]), v.dtype)
+                    if k in merged:
+                        grown[:n] = merged[k][:n]
+                    merged[k] = grown
+                merged[k][n : n + m] = v if m == len(v) else v[multi]
+            n += m
             summary.tiles_seen += len(multi)
             if diameter is not None:
                 summary.diameters.append(float(diameter))
             summary.labelling_seconds += seconds
             bar.advance(task)
-        n = sum(len(p["class_counts"]) for p in parts)
-        for k, first in parts[0].items():  # one buffer for every group: no fresh memory to fault in each time
-            if k not in merged or len(merged[k]) < n:
-                merged[k] = np.empty((n, *first.shape[1:]), first.dtype)
-            np.concatenate([p[k] for p in parts], out=merged[k][:n])
-        del parts
         shuffled = rng.permutation(n)
         final.gather({k: (v[:n], shuffled) for k, v in merged.items()})
         summary.tiles_kept += len(shuffled)
