@@ -10,8 +10,8 @@ One streaming pass, planned before any pixel is read (:func:`plan_images`):
    workers label the next group. With ``keep_intermediate`` every tile also goes, with its
    class counts, into ``<output>.all.h5``, which a rerun with other split settings reuses.
 
-Memory is bounded by a few images per worker and one group of tiles; only the per-tile
-metadata of the summary grows with the plate.
+Memory is bounded by a few images per worker and one group of tiles; only the plan and the
+per-image nucleus diameters grow with the plate.
 
 The command line is :mod:`livedead.prepare`.
 """
@@ -82,7 +82,7 @@ class PrepareConfig:
     settings (``split_by``, ``val_fraction``, ``seed``, ``shuffle_chunks``) reuses it instead of labelling."""
     workers: int | None = None
     """Processes that label and tile images in parallel; None: one per CPU this process may use.
-    The output is the same whatever the number (images are stored in plate order)."""
+    The output is the same whatever the number (the images are stored in the planned order)."""
     shuffle_chunks: int = 4
     """Tiles are shuffled within groups of random images holding about this many chunks of tiles, so
     that each group is written as soon as it is labelled, in whole chunks; a batch then mixes tiles
