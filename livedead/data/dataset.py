@@ -117,8 +117,8 @@ class TileBatches(Dataset):
         if worker is not None and len(self._shared) > worker.id:
             self._tensors = self._shared[worker.id]
             self._worker = worker.id
-        else:
-            self._tensors = self._ring(shared=False)
+        else:  # in the main process; or a worker whose batches go to the pinning thread, as handles
+            self._tensors = self._ring(shared=worker is not None)
             self._worker = None
         self._buffers = [{k: t.numpy() for k, t in entry.items()} for entry in self._tensors]
         if self.compressed:
