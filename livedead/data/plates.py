@@ -134,16 +134,15 @@ def open_plate(
     channels: Sequence[str] | None = PLATE_CHANNELS,
     tiff: TiffLayout | None = None,
     images_key: str = "images",
-    order: Sequence[tuple[int, int]] | None = None,
 ) -> tuple[Plate, Iterator[PlateImage]]:
-    """Describe a plate and return a lazy iterator over its images: in plate order, or the
-    (well, time point) pairs of ``order`` (taken from :attr:`Plate.index`) in that order."""
+    """Describe a plate and return a lazy iterator over its images, in plate order (any one image:
+    ``plate.reader((well, time))``)."""
     path = Path(path)
     if not path.exists():
         raise LivedeadError(f"{path}: file not found")
     if path.is_dir():
-        return _folder_plate(path, channels, tiff or TiffLayout(), order)
-    return _hdf5_plate(path, channels, images_key, order)
+        return _folder_plate(path, channels, tiff or TiffLayout())
+    return _hdf5_plate(path, channels, images_key)
 
 
 def _open_h5(path: Path) -> h5py.File:
@@ -154,9 +153,7 @@ def _open_h5(path: Path) -> h5py.File:
         raise LivedeadError(f"{path}: expected a readable HDF5 file, found {reason}") from None
 
 
-def _hdf5_plate(
-    path: Path, channels: Sequence[str] | None, images_key: str, order: Sequence[tuple[int, int]] | None
-) -> tuple[Plate, Iterator[PlateImage]]:
+def _hdf5_plate(path: Path, channels: Sequence[str] | None, images_key: str) -> tuple[Plate, Iterator[PlateImage]]:
     with _open_h5(path) as f:
         if images_key not in f:
             raise LivedeadError(f"{path}: dataset '/{images_key}' not found (found {sorted(f.keys())})")
@@ -192,12 +189,11 @@ def _hdf5_plate(
             time_interval_h=float(f.attrs["time_interval_h"]) if "time_interval_h" in f.attrs else None,
             reader=ImageReader(path, names, images_key, has_truth),
         )
-    reader = plate.reader
-    return plate, (reader(i) for i in (plate.index if order is None else order))
+    return plate, map(plate.reader, plate.index)
 
 
 def _folder_plate(
-    folder: Path, channels: Sequence[str] | None, layout: TiffLayout, order: Sequence[tuple[int, int]] | None
+    folder: Path, channels: Sequence[str] | None, layout: TiffLayout
 ) -> tuple[Plate, Iterator[PlateImage]]:
     if not channels:
         raise LivedeadError(f"{folder}: an image folder needs config key 'channels' to name the channel roles")
@@ -226,8 +222,7 @@ def _folder_plate(
         pixel_size_um=meta.pixel_size_um,
         reader=ImageReader(folder, list(channels), files=files, layout=layout),
     )
-    reader = plate.reader
-    return plate, (reader(i) for i in (plate.index if order is None else order))
+    return plate, map(plate.reader, plate.index)
 
 
 def _read(path: Path, channels: Sequence[str], layout: TiffLayout) -> tuple[dict[str, np.ndarray], ImageMeta]:

@@ -357,7 +357,9 @@ def _write(
     label = f"labelling and tiling images ({workers} processes)" if workers else "tiles from the kept first pass"
     task = bar.add_task(label, total=len(plan.order))
     rng = np.random.default_rng([cfg.seed, 2])
-    summary = PrepareSummary(0, 0, 0, plan.val_units, {}, 0, 0.0)
+    summary = PrepareSummary(
+        tiles_seen=0, tiles_kept=0, n_train=0, val_units=plan.val_units, class_fractions={}, bytes_written=0, seconds=0
+    )
     kept_counts = np.zeros(len(CLASS_NAMES), np.int64)
     merged: dict[str, np.ndarray] = {}
     for g, group in enumerate(plan.groups):
