@@ -27,8 +27,13 @@ def tile_starts(size: int, tile: int, stride: int) -> np.ndarray:
     return starts
 
 
-def tile_image(image: np.ndarray, tile: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+def tile_image(
+    image: np.ndarray, tile: int, stride: int, out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Cut a (H, W) image into tiles: (n, tile, tile) copies and their (n, 2) top-left (y, x).
+
+    ``out``, a C-contiguous (n, tile, tile) array, receives the tiles instead of a new array
+    (prepare's workers write them straight into shared memory).
 
     One row of tiles at a time is gathered from a strided view into the output: no Python loop
     over tiles or pixels, and about 5x faster than one fancy index over every tile (0.02 against
@@ -39,12 +44,16 @@ def tile_image(image: np.ndarray, tile: int, stride: int) -> tuple[np.ndarray, n
     ys = tile_starts(image.shape[0], tile, stride)
     xs = tile_starts(image.shape[1], tile, stride)
     view = sliding_window_view(image, (tile, tile))
-    tiles = np.empty((len(ys), len(xs), tile, tile), image.dtype)
+    shape = (len(ys) * len(xs), tile, tile)
+    if out is None:
+        out = np.empty(shape, image.dtype)
+    elif out.shape != shape or not out.flags.c_contiguous:
+        raise ValueError(f"tiling: expected a C-contiguous out of shape {shape}, found {out.shape}")
+    rows = out.reshape(len(ys), len(xs), tile, tile)  # a view: out is contiguous
     for row, y in enumerate(ys):
-        tiles[row] = view[y, xs]
-    tiles = tiles.reshape(-1, tile, tile)
+        rows[row] = view[y, xs]
     origins = np.stack(np.meshgrid(ys, xs, indexing="ij"), axis=-1).reshape(-1, 2)
-    return tiles, origins.astype(np.int32)
+    return out, origins.astype(np.int32)
 
 
 def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:

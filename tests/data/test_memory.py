@@ -8,7 +8,7 @@ import resource
 
 import torch
 
-from livedead.model.cpu_memory import keep_freed_memory
+from livedead.data.memory import keep_freed_memory
 
 
 def faults():
@@ -22,6 +22,7 @@ def faults():
 
 plain = faults()
 assert keep_freed_memory()
+faults()  # the heap grows to hold the block (where it fits depends on what else the heap holds)
 print(plain, faults())
 """
 
@@ -29,8 +30,8 @@ print(plain, faults())
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
 def test_kept_memory_is_reused_instead_of_faulted_in_afresh():
     """In a fresh process: ten 64 MB blocks fault in every page each time, until freed memory is kept;
-    then only the first block does (measured, not assumed: page faults from getrusage)."""
+    then, once the heap has grown to hold one, none does (measured, not assumed: page faults from getrusage)."""
     out = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True, check=True).stdout
     plain, kept = map(int, out.split())
     assert plain > 10 * 16_000 * 0.9  # 16,384 pages of 4 KiB each time
-    assert kept < plain / 4
+    assert kept < 16_000 / 2
