@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import multiprocessing
 import os
 import sys
@@ -29,7 +30,6 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Any
 
@@ -171,64 +171,59 @@ def _image_tiles(
 
 
 class ResultSlots:
-    """Shared memory for the tiles of ``count`` images, made before the workers start: a worker
-    writes an image's tiles into a slot, and this process stores them from there.
+    """Shared memory for the tiles of ``count`` images, mapped before the workers are forked: a
+    worker writes an image's tiles into a slot, and this process stores them from there.
 
     Sending them back pickled instead (about 110 MB per 2700x3600 image) cost each worker 0.5 s
-    per image on two cores, and this process as long again to receive them.
+    per image on two cores, and this process as long again to receive them. The mapping is
+    anonymous: it has no name to leave behind if the run is killed, and is not limited by the
+    size of ``/dev/shm`` (64 MB in a default Docker container).
     """
 
-    def __init__(self, rows: dict[str, tuple[tuple[int, ...], np.dtype]], n: int, count: int, name: str | None = None):
+    def __init__(self, rows: dict[str, tuple[tuple[int, ...], np.dtype]], n: int, count: int) -> None:
         self.rows, self.n, self.count = rows, n, count
         self.offsets, size = {}, 0
         for k, (shape, dtype) in rows.items():
             self.offsets[k] = size
             size += -(-n * int(np.prod(shape)) * dtype.itemsize // 64) * 64  # cache-line aligned
         self.slot_bytes = size
-        self.memory = SharedMemory(name, create=name is None, size=size * count if name is None else 0)
-
-    @property
-    def spec(self) -> tuple[Any, ...]:
-        """What a worker needs to attach to the same memory."""
-        return self.rows, self.n, self.count, self.memory.name
+        self.memory = mmap.mmap(-1, size * count)  # MAP_SHARED: a forked worker's writes are seen here
 
     def views(self, slot: int, n: int | None = None) -> dict[str, np.ndarray]:
         """The arrays of ``slot`` (the first ``n`` rows)."""
         base = slot * self.slot_bytes
         return {
-            k: np.ndarray((self.n, *shape), dtype, self.memory.buf, base + self.offsets[k])[:n]
+            k: np.ndarray((self.n, *shape), dtype, self.memory, base + self.offsets[k])[:n]
             for k, (shape, dtype) in self.rows.items()
         }
 
-    def remove(self) -> None:
-        """Unmap and remove the memory (by the process that made it, once its workers are gone)."""
+    def close(self) -> None:
         with contextlib.suppress(BufferError):  # a view still held (by an error's traceback) unmaps it later
             self.memory.close()
-        self.memory.unlink()
 
 
 _WORKER_SLOTS: ResultSlots | None = None
 
 
-def _start_worker(spec: tuple[Any, ...]) -> None:
+def _start_worker(slots: ResultSlots | None) -> None:
     """A prepare worker: one BLAS thread, freed memory kept for the next image (the process ends
     with the pool, so the caller's process keeps its own allocator settings), and the result
-    slots of the process that started it."""
+    slots it was forked with (None where workers are spawned: results then come back pickled)."""
     global _WORKER_SLOTS
     threadpool_limits(1)
     keep_freed_memory()
-    _WORKER_SLOTS = ResultSlots(*spec)
+    _WORKER_SLOTS = slots
 
 
 def _tiles_into_slot(
     reader: ImageReader, index: tuple[int, int], cfg: PrepareConfig, diameter: float | None, slot: int
 ) -> tuple[int | dict[str, np.ndarray], float | None, float]:
     """:func:`_image_tiles` into result slot ``slot``: the number of tiles written there (or, for an
-    image too large for a slot, its arrays)."""
-    assert _WORKER_SLOTS is not None
-    arrays, diameter, seconds = _image_tiles(reader, index, cfg, diameter, _WORKER_SLOTS.views(slot))
+    image too large for a slot, or without slots, its arrays)."""
+    out = _WORKER_SLOTS.views(slot) if _WORKER_SLOTS else None
+    arrays, diameter, seconds = _image_tiles(reader, index, cfg, diameter, out)
     n = len(arrays["images"])
-    return (n if n <= _WORKER_SLOTS.n else arrays), diameter, seconds
+    return (n if _WORKER_SLOTS and n <= _WORKER_SLOTS.n else arrays), diameter, seconds
 
 
 def worker_count(workers: int | None) -> int:
@@ -264,17 +259,17 @@ def labelled_tiles(
         for index in order:
             yield _image_tiles(reader, index, cfg, diameter)
         return
-    slots = ResultSlots(rows, n, 2 * workers)
-    free = list(range(slots.count))
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(slots.spec,))
+    slots = ResultSlots(rows, n, 2 * workers) if context.get_start_method() == "fork" else None
+    free = list(range(2 * workers))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(slots,))
     pending: deque[tuple[int, Future]] = deque()
 
     def received() -> tuple[dict[str, np.ndarray], float | None, float]:
         slot, future = pending.popleft()
         free.append(slot)  # taken again only after the caller asks for the next image
         result, found, seconds = future.result()
-        return (slots.views(slot, result) if isinstance(result, int) else result), found, seconds
+        return (slots.views(slot, result) if slots and isinstance(result, int) else result), found, seconds
 
     try:
         for index in order:
@@ -286,7 +281,8 @@ def labelled_tiles(
             yield received()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        slots.remove()
+        if slots:
+            slots.close()
 
 
 def choose_split(units: np.ndarray, n_units: int, val_fraction: float, seed: int, unit_names: list[str]) -> np.ndarray:

