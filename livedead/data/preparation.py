@@ -130,6 +130,7 @@ class PrepareSummary:
 
 
 def tiles_per_image(shape: tuple[int, ...], cfg: PrepareConfig) -> int:
+    """Tiles of one image of ``shape`` (H, W), edge tiles included."""
     return len(tile_starts(shape[0], cfg.tile, cfg.stride)) * len(tile_starts(shape[1], cfg.tile, cfg.stride))
 
 
@@ -181,7 +182,7 @@ class ResultSlots:
     """
 
     def __init__(self, rows: dict[str, tuple[tuple[int, ...], np.dtype]], n: int, count: int) -> None:
-        self.rows, self.n, self.count = rows, n, count
+        self.rows, self.n = rows, n
         self.offsets, size = {}, 0
         for k, (shape, dtype) in rows.items():
             self.offsets[k] = size
