@@ -7,7 +7,7 @@ runs in a fresh process (the allocator setting is for the whole process), times 
 
 * ``plain``: contiguous memory format, glibc's allocator as it comes;
 * ``channels_last``: ``model.channels_last=true``;
-* ``kept_memory``: :func:`livedead.data.memory.keep_freed_memory` (``callbacks.cpu_memory``);
+* ``kept_memory``: :func:`livedead.allocator.keep_freed_memory` (``callbacks.cpu_memory``);
 * ``both``: the two together (the default now); ``compiled``: both, under ``torch.compile``.
 
     python benchmarks/cpu_step.py [--batch 25]
@@ -26,7 +26,7 @@ STEP = """
 import json, resource, sys, time
 import torch
 import torch.nn.functional as F
-from livedead.data.memory import keep_freed_memory
+from livedead.allocator import keep_freed_memory
 from livedead.model.unet import UNet
 
 variant, batch = sys.argv[1], int(sys.argv[2])

@@ -32,10 +32,10 @@ import torch
 
 from livedead.data.datamodule import TileDataModule
 from livedead.data.preparation import prepare_synthetic
-from livedead.data.synthetic import PlateSpec, render_image, simulate_well
 from livedead.inference.sliding_window import load_model, predict_image
 from livedead.model.module import LiveDeadModule
 from livedead.model.unet import UNet
+from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
 
 STUDY_TILES_PER_S = 486.0
 PLATE = {"wells": 4, "timepoints": 6, "height": 1080, "width": 1440}  # about 5,000 tiles

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from livedead.data.datamodule import TileDataModule
 from livedead.data.preparation import PrepareConfig, prepare
-from livedead.data.synthetic import PlateSpec, generate_plate
+from livedead.plates.synthetic import PlateSpec, generate_plate
 
 
 def build(path: Path, source: Path, n: int, compression: str | None, checksum: bool = False) -> None:

@@ -29,10 +29,10 @@ from monai.inferers import sliding_window_inference
 
 from livedead.data.datamodule import TileDataModule
 from livedead.data.preparation import prepare_synthetic
-from livedead.data.synthetic import PlateSpec, render_image, simulate_well
 from livedead.inference.sliding_window import load_model, predict_image
 from livedead.model.module import LiveDeadModule
 from livedead.model.unet import UNet
+from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
 
 
 def train_small(tmp: Path) -> Path:

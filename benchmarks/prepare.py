@@ -29,7 +29,7 @@ import numpy as np
 from _common import RssSampler
 
 from livedead.data.preparation import PrepareConfig, PrepareSummary, prepare
-from livedead.data.synthetic import PlateSpec, generate_plate
+from livedead.plates.synthetic import PlateSpec, generate_plate
 
 
 def plain_write(path: Path, tiles: h5py.File) -> float:

@@ -4,7 +4,7 @@ A synthetic well is imaged as 9x9 overlapping fields (10 % overlap, three channe
 random stage errors of up to ``--jitter`` px, written as TIFFs; then, in one run:
 
 1. ``read``: reading every field file once (the least any stitcher must do);
-2. ``stitch``: :func:`livedead.data.stitching.stitch` on the folder (it reads the fields twice:
+2. ``stitch``: :func:`livedead.plates.stitching.stitch` on the folder (it reads the fields twice:
    once to register, once to blend), with the peak growth of resident memory;
 3. the largest error of the registered positions against the true ones (after removing the
    mosaic's free translation).
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from _common import RssSampler
 
-from livedead.data.images import read_image
-from livedead.data.stitching import StitchConfig, stitch
-from livedead.data.synthetic import FieldGrid, PlateSpec, generate_plate, write_fields
+from livedead.plates.images import read_image
+from livedead.plates.stitching import StitchConfig, stitch
+from livedead.plates.synthetic import FieldGrid, PlateSpec, generate_plate, write_fields
 
 ROWS = COLS = 9
 SIZE = 512

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from livedead.data.stitching import StitchConfig, grid_cell, stitch
-from livedead.data.synthetic import FieldGrid, PlateSpec, generate_plate, write_fields
+from livedead.plates.stitching import StitchConfig, grid_cell, stitch
+from livedead.plates.synthetic import FieldGrid, PlateSpec, generate_plate, write_fields
 
 SIZE, OVERLAP = 512, 0.1
 

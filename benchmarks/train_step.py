@@ -25,10 +25,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from livedead.data.datamodule import TileDataModule
 from livedead.data.preparation import PrepareConfig, prepare
-from livedead.data.synthetic import PlateSpec, generate_plate
 from livedead.data.transforms import dihedral_augment
 from livedead.model.module import LiveDeadModule, class_weights
 from livedead.model.unet import UNet
+from livedead.plates.synthetic import PlateSpec, generate_plate
 
 WARMUP = 3
 

@@ -1,8 +1,8 @@
 """``python -m livedead.predict ckpt=<run>/checkpoints/last.ckpt input=<plate.h5 or TIFF folder> output=<folder>``
 
-Predicts whole wells and counts live and dead cells over time (:mod:`livedead.inference.plate`),
+Predicts whole wells and counts live and dead cells over time (:mod:`livedead.inference.predictor`),
 then draws ``counts_over_time.png`` and ``dead_fraction.png``. Every setting and its default is a
-field of :class:`livedead.inference.plate.PredictConfig` (``conf/predict.yaml``). Exits 1 if an
+field of :class:`livedead.inference.predictor.PredictConfig` (``conf/predict.yaml``). Exits 1 if an
 image failed (the others finish), 2 on bad input.
 """
 
@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
-from livedead.inference.plate import PredictConfig, run
+from livedead.inference.predictor import PredictConfig, run
 from livedead.viz.figures import plot_counts
 
 PROG = "livedead.predict"

@@ -1,8 +1,8 @@
 """``python -m livedead.stitch input=<folder of fields> output=<plate.h5> rows=9 cols=9 overlap=0.1 order=snake``
 
 Stitches each well's grid of overlapping fields, at every time point, into the raw plate that
-``prepare`` and ``predict`` read (:mod:`livedead.data.stitching`). Every setting and its default
-is a field of :class:`livedead.data.stitching.StitchConfig` (``conf/stitch.yaml``).
+``prepare`` and ``predict`` read (:mod:`livedead.plates.stitching`). Every setting and its default
+is a field of :class:`livedead.plates.stitching.StitchConfig` (``conf/stitch.yaml``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from omegaconf import MISSING, DictConfig
 
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
-from livedead.data.stitching import StitchConfig, StitchSummary, stitch
+from livedead.plates.stitching import StitchConfig, StitchSummary, stitch
 from livedead.viz.figures import save_figure, seams_figure
 
 PROG = "livedead.stitch"

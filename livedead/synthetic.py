@@ -1,10 +1,10 @@
 """``python -m livedead.synthetic output=data/plate.h5 wells=4 timepoints=6 height=640 width=800 seed=0``
 
-Writes a synthetic live/dead plate (:mod:`livedead.data.synthetic`). Every setting and its
-default is a field of :class:`livedead.data.synthetic.PlateSpec` (``conf/synthetic.yaml``).
+Writes a synthetic live/dead plate (:mod:`livedead.plates.synthetic`). Every setting and its
+default is a field of :class:`livedead.plates.synthetic.PlateSpec` (``conf/synthetic.yaml``).
 ``fields=<folder>`` also images every well as a grid of overlapping fields with stage errors, as
 a microscope writes them (``grid.rows``, ``grid.cols``, ``grid.overlap``, ``grid.jitter``,
-``grid.ome_tiff``...: :class:`livedead.data.synthetic.FieldGrid`), with their true positions in
+``grid.ome_tiff``...: :class:`livedead.plates.synthetic.FieldGrid`), with their true positions in
 ``<folder>/positions.csv``.
 """
 
@@ -17,7 +17,7 @@ from omegaconf import MISSING, DictConfig
 
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
-from livedead.data.synthetic import FieldGrid, PlateSpec, generate_plate, write_fields
+from livedead.plates.synthetic import FieldGrid, PlateSpec, generate_plate, write_fields
 
 PROG = "livedead.synthetic"
 schema.store(

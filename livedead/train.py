@@ -32,7 +32,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from livedead.config import resolvers, schema
 from livedead.config.app import cli_errors, run_app
-from livedead.errors import LivedeadError, atomic_path, is_disk_full, no_room, one_line
+from livedead.errors import LivedeadError, one_line
+from livedead.files import atomic_path, is_disk_full, no_room
 from livedead.model.module import Diverged
 
 PROG = "train.py"

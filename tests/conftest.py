@@ -25,9 +25,9 @@ from skimage.transform import rescale
 
 from livedead.data.datamodule import TileDataModule
 from livedead.data.preparation import PrepareConfig, prepare
-from livedead.data.synthetic import PlateSpec, generate_plate
 from livedead.model.module import LiveDeadModule
 from livedead.model.unet import UNet
+from livedead.plates.synthetic import PlateSpec, generate_plate
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = PlateSpec(wells=3, timepoints=3, height=256, width=320, seed=3)

@@ -14,20 +14,27 @@ import tomllib
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "livedead"
-COMMANDS = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "errors"}
-"""The top level of the package is its command line: one module per verb."""
+SHARED = {"__init__", "errors", "files", "allocator"}
+"""Top-level modules that every folder may use (standard library only)."""
+COMMANDS = {p.stem for p in PACKAGE.glob("*.py")} - SHARED
+"""The rest of the top level of the package is its command line: one module per verb."""
 
-# What each folder may import of the package (besides livedead itself and livedead.errors).
+# What each folder may import of the package (besides livedead itself and the SHARED modules).
 ALLOWED = {
-    "data": {"data"},
-    "model": {"model", "data", "viz"},
-    "inference": {"inference", "data", "model", "viz"},
+    "plates": {"plates"},
+    "nuclei": {"nuclei", "plates"},
+    "data": {"data", "plates", "nuclei"},
+    "model": {"model", "viz"},
+    "inference": {"inference", "plates", "nuclei", "data", "model", "viz"},
     "viz": {"viz"},
-    "config": {"config", "data", "model", "inference", "viz"},
+    "config": {"config", "plates", "nuclei", "data", "model", "inference", "viz"},
 }
-# Modules of those folders that a folder may not import even so.
-FORBIDDEN = {"inference": {"livedead.model.module", "livedead.data.datamodule"}}
+# Modules of those folders that a folder may not import even so: inference takes the network and
+# the checkpoint of the model, never the Lightning module or the datamodule.
+FORBIDDEN = {"inference": {"livedead.model.module", "livedead.model.callbacks", "livedead.data.datamodule"}}
 HEAVY = ("lightning", "hydra", "torchmetrics", "matplotlib", "omegaconf")
+NO_TORCH = ("plates", "nuclei")
+"""Folders of image work alone: numpy, scipy, scikit-image, h5py and tifffile, no torch."""
 
 
 def imports_of(path: Path) -> set[str]:
@@ -72,11 +79,14 @@ def test_dependencies_run_one_way():
         folder = parts[1]
         for name in own:
             target = name.split(".")[1]
-            if target not in ("errors", *ALLOWED[folder]) and target not in COMMANDS and target != name:
+            if target not in (*SHARED, *ALLOWED[folder]) and target not in COMMANDS and target != name:
                 problems.append(f"{module} ({folder}) imports {name}")
             if any(name == f or name.startswith(f + ".") for f in FORBIDDEN.get(folder, ())):
                 problems.append(f"{module} ({folder}) imports {name}")
-        if folder in ("data", "inference", "viz"):
+        if folder in NO_TORCH:
+            heavy = {i for i in imported if i.split(".")[0] in ("torch", *HEAVY)}
+            problems += [f"{module} ({folder}) imports {h}" for h in sorted(heavy)]
+        if folder in ("plates", "nuclei", "data", "inference", "viz"):
             heavy = {i for i in imported if i.split(".")[0] in ("hydra", "omegaconf")}
             problems += [f"{module} ({folder}) imports {h}" for h in sorted(heavy)]
         if folder == "inference":
@@ -91,13 +101,27 @@ def test_the_checker_sees_a_backward_import(tmp_path):
     assert "livedead.model.module" in imports_of(bad)
 
 
+def test_plates_and_nuclei_load_no_torch():
+    """Reading plates and labelling nuclei need no deep-learning stack at all."""
+    code = (
+        "import sys, pkgutil, importlib, livedead.plates, livedead.nuclei\n"
+        "for pkg in (livedead.plates, livedead.nuclei):\n"
+        "    for m in pkgutil.iter_modules(pkg.__path__):\n"
+        "        importlib.import_module(f'{pkg.__name__}.{m.name}')\n"
+        f"print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', *{HEAVY!r}))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""
+
+
 def test_importing_inference_loads_no_training_stack():
     """A trained model deploys with torch and numpy: no Lightning, Hydra, torchmetrics or matplotlib."""
     code = (
         "import sys, time, torch\n"
         "start = time.perf_counter()\n"
-        "import livedead.inference, livedead.inference.sliding_window, livedead.inference.counting\n"
-        "import livedead.inference.plate\n"
+        "import livedead.inference, livedead.inference.sliding_window, livedead.nuclei.counting\n"
+        "import livedead.inference.predictor\n"
         "print(time.perf_counter() - start)\n"
         f"print(','.join(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
         "print(','.join(m for m in ('livedead.model.module', 'livedead.data.datamodule') if m in sys.modules))\n"

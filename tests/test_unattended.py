@@ -299,7 +299,7 @@ def test_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path):
     code = """
 import torch
 from livedead.errors import LivedeadError
-from livedead.model.saving import AtomicCheckpointIO
+from livedead.model.checkpoint_io import AtomicCheckpointIO
 io = AtomicCheckpointIO()
 io.save_checkpoint({"w": torch.zeros(1000)}, "last.ckpt")
 try:
@@ -374,7 +374,7 @@ def test_a_really_full_device_while_writing_the_tile_file(plate_path, small_devi
 
 @pytest.mark.slow
 def test_a_killed_prepare_leaves_no_complete_looking_file_and_a_rerun_reuses_the_first_pass(tmp_path):
-    from livedead.data.synthetic import PlateSpec, generate_plate
+    from livedead.plates.synthetic import PlateSpec, generate_plate
 
     plate = generate_plate(
         tmp_path / "plate.h5", PlateSpec(wells=3, timepoints=4, height=480, width=640), progress=False
@@ -443,7 +443,7 @@ def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one_loadable(tmp_pa
     """The save of B is slowed down and the process killed in the middle of it: A is still last.ckpt."""
     code = """
 import io, time, torch
-from livedead.model.saving import AtomicCheckpointIO
+from livedead.model.checkpoint_io import AtomicCheckpointIO
 saver = AtomicCheckpointIO()
 saver.save_checkpoint({"name": "A", "w": torch.zeros(10)}, "checkpoints/last.ckpt")
 real_save = torch.save

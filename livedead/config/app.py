@@ -18,7 +18,8 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
 from livedead.config import resolvers  # registers the resolvers that conf/ uses
-from livedead.errors import LivedeadError, is_disk_full, one_line
+from livedead.errors import LivedeadError, one_line
+from livedead.files import is_disk_full
 
 F = TypeVar("F", bound=Callable[..., Any])
 

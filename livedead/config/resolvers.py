@@ -6,6 +6,7 @@ Importing this module registers the resolvers (idempotently).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import itertools
 import json
 import os
@@ -35,8 +36,17 @@ def run_dir(resume: str | None = None, kind: str = "runs") -> str:
     return f"outputs/{kind}/{stamp}_{os.getpid()}-{next(_SEQUENCE)}{secrets.token_hex(2)}"
 
 
-DATA_CODE = ("synthetic", "plates", "labels", "tiling", "tilefile", "preparation")
-"""The modules of :mod:`livedead.data` that make the synthetic default data: a change to them remakes it."""
+DATA_CODE = (
+    "livedead.plates.synthetic",
+    "livedead.plates.sources",
+    "livedead.nuclei.size",
+    "livedead.nuclei.labels",
+    "livedead.data.tiling",
+    "livedead.data.tilefile",
+    "livedead.data.preparation",
+)
+"""The modules that make the synthetic default data from its spec: a change to any of them remakes it.
+Found by module name, so the key follows a module that moves."""
 
 
 _SUBDIRS: dict[str, str] = {}
@@ -71,9 +81,11 @@ def spec_hash(spec: Any) -> str:
     """A short, stable hash of a config node and of the code that makes data from it: the data's cache key."""
     value = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
     digest = hashlib.sha1(json.dumps(value, sort_keys=True).encode())
-    data_dir = Path(__file__).parents[1] / "data"
     for name in DATA_CODE:
-        digest.update((data_dir / f"{name}.py").read_bytes())
+        spec_ = importlib.util.find_spec(name)
+        if spec_ is None or spec_.origin is None:
+            raise LookupError(f"livedead.config.resolvers.DATA_CODE: module {name!r} not found")
+        digest.update(Path(spec_.origin).read_bytes())
     return digest.hexdigest()[:10]
 
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from livedead.config.resolvers import SWEPT_KEYS_ENV, swept_keys  # importing it registers the resolvers
-from livedead.errors import atomic_path
+from livedead.files import atomic_path
 
 COLUMNS = ("rank", "job", "status", "metric", "value", "best_epoch", "wall_s", "overrides", "error")
 

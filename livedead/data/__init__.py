@@ -1,1 +1,4 @@
-"""Data: raw plates in, the tile file out, batches for training. Never imports :mod:`livedead.model`."""
+"""Tiles: tiling, the tile file, preparation from a plate, and batches for training.
+
+Never imports :mod:`livedead.model`.
+"""

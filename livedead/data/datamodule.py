@@ -52,7 +52,7 @@ class TileDataModule(L.LightningDataModule):
         augment: random flips and 90-degree rotations of training batches.
         num_workers, prefetch_factor, persistent_workers, pin_memory: DataLoader settings;
             ``pin_memory=None`` pins only when CUDA is available.
-        synthetic: a :class:`livedead.data.synthetic.PlateSpec` as a dict: if ``path`` does not exist,
+        synthetic: a :class:`livedead.plates.synthetic.PlateSpec` as a dict: if ``path`` does not exist,
             :meth:`prepare_data` generates that plate and prepares it into ``path`` (cached).
         prepare_workers: processes that prepare the synthetic plate (None: one per CPU).
         on_bad_chunk: a chunk that fails its checksum (or cannot be decoded) is ``error`` (one line

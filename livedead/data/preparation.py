@@ -41,14 +41,15 @@ from rich.table import Table
 from threadpoolctl import threadpool_limits
 
 from livedead import CLASS_NAMES
-from livedead.data.labels import labels_from_stains
-from livedead.data.memory import keep_freed_memory
-from livedead.data.plates import PLATE_CHANNELS, ImageReader, Plate, TiffLayout, open_plate
-from livedead.data.scale import NucleusScale, estimate_diameter
-from livedead.data.synthetic import PlateSpec, generate_plate
+from livedead.allocator import keep_freed_memory
 from livedead.data.tilefile import DATASETS, FORMAT, ChunkAppender, fingerprint, tile_rows
 from livedead.data.tiling import class_counts, tile_image, tile_starts
-from livedead.errors import LivedeadError, atomic_path, remove_stale_temporaries
+from livedead.errors import LivedeadError
+from livedead.files import atomic_path, remove_stale_temporaries
+from livedead.nuclei.labels import labels_from_stains
+from livedead.nuclei.size import NucleusScale, estimate_diameter
+from livedead.plates.sources import PLATE_CHANNELS, ImageReader, Plate, TiffLayout, open_plate
+from livedead.plates.synthetic import PlateSpec, generate_plate
 
 
 @dataclass
@@ -69,7 +70,7 @@ class PrepareConfig:
     """Channel order of TIFFs, or of an HDF5 plate without ``attrs["channels"]``."""
     tiff: TiffLayout = field(default_factory=TiffLayout)
     stains: dict[str, Any] = field(default_factory=dict)
-    """:func:`livedead.data.labels.segment_channel` options (threshold, min_snr, local, min_area, ...)."""
+    """:func:`livedead.nuclei.labels.segment_channel` options (threshold, min_snr, local, min_area, ...)."""
     diameter: Any = "auto"
     """The nucleus diameter in px, or ``auto``: measured in each image's Hoechst channel."""
     pixel_size_um: float | None = None

@@ -35,7 +35,8 @@ import h5py
 import numpy as np
 
 from livedead.data.sampler import Slice, chunk_segments
-from livedead.errors import LivedeadError, atomic_path
+from livedead.errors import LivedeadError
+from livedead.files import atomic_path
 
 FORMAT = "livedead-tiles/1"
 DATASETS = ("images", "labels", "class_counts", "origin")

@@ -1,5 +1,5 @@
-"""Inference: a trained network on whole images, and the counting of its nuclei.
+"""Inference: a trained network on whole images and plates, and the evaluation of its counts.
 
-Needs torch, numpy and the image libraries, never Lightning, Hydra, torchmetrics, matplotlib or
-the training data: a trained model deploys with its checkpoint alone.
+Needs torch, numpy and the image libraries (scipy, scikit-image, h5py, tifffile, PIL), never
+Lightning, Hydra, torchmetrics or matplotlib: a trained model deploys with its checkpoint alone.
 """

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from livedead.errors import LivedeadError, atomic_path, one_line
+from livedead.errors import LivedeadError, one_line
+from livedead.files import atomic_path
 from livedead.inference.sliding_window import LoadedModel, load_model
 from livedead.model.checkpoint import LEGACY_NET
 
@@ -176,7 +177,7 @@ def _describe(spec: Any, cfg: ExportConfig, model: LoadedModel, work: Path) -> A
 
 def _test_input(cfg: ExportConfig, model: LoadedModel) -> np.ndarray:
     """A (H, W) float32 transmitted-light image, sides a multiple of the network's divisor."""
-    from livedead.data.plates import open_plate
+    from livedead.plates.sources import open_plate
 
     side = max(model.divisor, cfg.test_size // model.divisor * model.divisor)
     if cfg.sample:
@@ -187,7 +188,7 @@ def _test_input(cfg: ExportConfig, model: LoadedModel) -> np.ndarray:
             raise LivedeadError(image.error)
         bf = image.channels["brightfield"]
     else:
-        from livedead.data.synthetic import PlateSpec, render_image, simulate_well
+        from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
 
         synthetic = PlateSpec(wells=1, timepoints=1, height=side, width=side, seed=0)
         bf = render_image(synthetic, next(iter(simulate_well(synthetic, 0))), 0, 0)[0][0]

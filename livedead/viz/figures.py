@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from livedead.errors import atomic_path
+from livedead.files import atomic_path
 
 
 def confusion_figure(confusion: np.ndarray, class_names: Sequence[str]) -> Figure:
@@ -57,7 +57,7 @@ def count_figures(rows: list[dict[str, Any]]) -> tuple[Figure, Figure]:
     """Live and dead cells per well over time, and the dead fraction: the model's counts as solid lines,
     with the truth (or, lacking it, the stain-derived counts) dotted beside them.
 
-    ``rows`` are ``counts.csv``'s (:func:`livedead.inference.plate.read_counts`). The time axis is in
+    ``rows`` are ``counts.csv``'s (:func:`livedead.inference.predictor.read_counts`). The time axis is in
     hours where the rows carry ``time_h`` (the plate records its interval), else in time points;
     either way, whole ticks.
     """

@@ -23,7 +23,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from livedead.errors import LivedeadError, atomic_path
+from livedead.errors import LivedeadError
+from livedead.files import atomic_path
 from livedead.viz.figures import save_figure
 from livedead.viz.sweep import CURVES, Job, Ranked, group_by_setting, load_sweep, rank, verdict
 

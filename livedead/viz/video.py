@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from livedead.errors import LivedeadError, atomic_path
+from livedead.errors import LivedeadError
+from livedead.files import atomic_path
 
 OVERLAY_TAG = "val/overlay"
 

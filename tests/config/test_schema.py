@@ -4,8 +4,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from livedead.config.schema import TrainSettings, check_targets, schema_of
-from livedead.data.synthetic import PlateSpec
 from livedead.errors import LivedeadError
+from livedead.plates.synthetic import PlateSpec
 
 
 def check(node: dict) -> None:

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from livedead.data.labels import labels_from_stains
 from livedead.data.preparation import PrepareConfig, prepare
-from livedead.data.synthetic import PlateSpec, generate_plate
 from livedead.errors import LivedeadError
+from livedead.nuclei.labels import labels_from_stains
+from livedead.plates.synthetic import PlateSpec, generate_plate
 from tests.conftest import assert_one_line_error, run_cli
 
 
@@ -163,8 +163,8 @@ def test_workers_take_images_of_other_sizes_than_the_first(plate_path, tmp_path)
 
 def test_the_plan_deals_whole_images_into_seeded_groups_training_first(plate_path):
     """Every image once; groups of about shuffle_chunks chunks of tiles; no group mixes the splits."""
-    from livedead.data.plates import open_plate
     from livedead.data.preparation import plan_images
+    from livedead.plates.sources import open_plate
 
     plate, _ = open_plate(plate_path)
     cfg = PrepareConfig(chunk=9, shuffle_chunks=2)  # 3x3 tiles of 256x256 px at stride 80: 2 images a group

@@ -66,6 +66,9 @@ def test_init_from_with_a_different_head(fitted, caplog):
     net = UNet(base_channels=4, depth=2, num_classes=2)
     fresh_head = net.head.weight.detach().clone()
     caplog.set_level(logging.INFO)
+    # Lightning's own logger may not propagate to the root (it does not once Lightning has set its handler)
+    lightning_log = logging.getLogger("lightning.pytorch")
+    lightning_log.addHandler(caplog.handler)
     transferred = LiveDeadModule(
         net=net,
         optimizer=partial(torch.optim.Adam),
@@ -73,6 +76,7 @@ def test_init_from_with_a_different_head(fitted, caplog):
         init_from=str(root / "ckpt" / "last.ckpt"),
         freeze_encoder=True,
     )
+    lightning_log.removeHandler(caplog.handler)
     assert any("skipped 2 tensors: head.bias, head.weight" in r.getMessage() for r in caplog.records)
     trained = torch.load(root / "ckpt" / "last.ckpt", weights_only=False)["state_dict"]
     torch.testing.assert_close(transferred.net.down[0][0].weight, trained["net.down.0.0.weight"])

@@ -2,7 +2,7 @@
 
 For each stitched image of a plate (HDF5 plate file or TIFF folder) the transmitted-light
 channel is predicted in sliding windows (:mod:`livedead.inference.sliding_window`), the class
-map is counted (:mod:`livedead.inference.counting`), and the results are written to the output folder:
+map is counted (:mod:`livedead.nuclei.counting`), and the results are written to the output folder:
 
 * per image: the class map (compressed TIFF) or the class probabilities (HDF5), and an RGB
   overlay PNG (live nuclei green, dead nuclei red);
@@ -33,12 +33,11 @@ from rich.console import Console
 from rich.progress import Progress
 
 from livedead import CLASS_NAMES
-from livedead.data.images import write_ome_tiff
-from livedead.data.labels import labels_from_stains
-from livedead.data.plates import PLATE_CHANNELS, PlateImage, TiffLayout, open_plate
-from livedead.data.scale import NucleusScale, estimate_diameter
-from livedead.errors import LivedeadError, atomic_path, one_line, remove_stale_temporaries
-from livedead.inference.counting import (
+from livedead.errors import LivedeadError, one_line
+from livedead.files import atomic_path, remove_stale_temporaries
+from livedead.inference.sliding_window import LoadedModel, load_model, predict_image
+from livedead.model.checkpoint import read_checkpoint
+from livedead.nuclei.counting import (
     Nuclei,
     class_map_of,
     match_nuclei,
@@ -47,8 +46,10 @@ from livedead.inference.counting import (
     nuclei_from_probabilities,
     per_tile_counts,
 )
-from livedead.inference.sliding_window import LoadedModel, load_model, predict_image
-from livedead.model.checkpoint import read_checkpoint
+from livedead.nuclei.labels import labels_from_stains
+from livedead.nuclei.size import NucleusScale, estimate_diameter
+from livedead.plates.images import write_ome_tiff
+from livedead.plates.sources import PLATE_CHANNELS, PlateImage, TiffLayout, open_plate
 from livedead.viz.overlays import nuclei_overlay
 
 SAVE_MODES = ("tiff", "ome-tiff", "hdf5", "none")
@@ -96,9 +97,9 @@ class PredictConfig:
     count_tile: int = 160
     """The grid of the per-tile count evaluation."""
     counting: dict[str, Any] = field(default_factory=dict)
-    """:func:`livedead.inference.counting.find_nuclei` options (split_depth, min_area, split)."""
+    """:func:`livedead.nuclei.counting.find_nuclei` options (split_depth, min_area, split)."""
     stains: dict[str, Any] = field(default_factory=dict)
-    """:func:`livedead.data.labels.segment_channel` options, for the stain-derived reference counts."""
+    """:func:`livedead.nuclei.labels.segment_channel` options, for the stain-derived reference counts."""
     diameter: Any = "auto"
     """The nucleus diameter in px, or ``auto``: measured in each image (in the predicted nuclei, and
     in the Hoechst channel for the stain-derived reference)."""

@@ -3,7 +3,7 @@
 Lightning's own checkpoint writer stages the file in the system's temporary folder and moves it
 into place, which is a copy, not an atomic rename, when that folder is on another device, and
 it does not flush the file to the disk. :class:`AtomicCheckpointIO` writes a temporary sibling,
-flushes it, renames it over the old file and flushes the folder (:func:`livedead.errors.atomic_path`).
+flushes it, renames it over the old file and flushes the folder (:func:`livedead.files.atomic_path`).
 ``conf/trainer/default.yaml`` gives it to every Trainer.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from livedead.errors import atomic_path
+from livedead.files import atomic_path
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -2,9 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
-from livedead.data.labels import labels_from_stains
-from livedead.data.synthetic import PlateSpec, generate_plate
-from livedead.inference.counting import (
+from livedead.nuclei.counting import (
     count_cells,
     find_nuclei,
     match_nuclei,
@@ -12,6 +10,8 @@ from livedead.inference.counting import (
     nuclei_from_probabilities,
     per_tile_counts,
 )
+from livedead.nuclei.labels import labels_from_stains
+from livedead.plates.synthetic import PlateSpec, generate_plate
 from tests.conftest import real_nuclei
 
 

@@ -3,7 +3,7 @@
 Class 0 is background, 1 DAPI (Hoechst positive, Draq7 negative: a live nucleus) and 2 Cy5
 (Draq7 positive, whichever the Hoechst: a dead nucleus).
 
-Every size is a multiple of the typical nucleus diameter ``D`` (:mod:`livedead.data.scale`),
+Every size is a multiple of the typical nucleus diameter ``D`` (:mod:`livedead.nuclei.size`),
 measured in the Hoechst channel unless given, so the same settings hold at any magnification.
 Each channel is:
 
@@ -35,8 +35,8 @@ import numpy as np
 from scipy import ndimage
 from skimage import filters, morphology
 
-from livedead.data.scale import OBJECT_FRACTION, background_stats, cut_at_peak_fraction, estimate_diameter
 from livedead.errors import LivedeadError
+from livedead.nuclei.size import OBJECT_FRACTION, background_stats, cut_at_peak_fraction, estimate_diameter
 
 LOCALPEAK = 1.5
 THRESHOLDS = {
@@ -81,7 +81,7 @@ def smooth_trend(image: np.ndarray, k: float = 3.0) -> np.ndarray:
 
     A least-squares fit on at most ~10,000 pixels of a regular grid, refitted without the pixels
     more than ``k`` robust sigmas above it (the nuclei) until none are left, as
-    :func:`livedead.data.scale.background_stats` does for a level.
+    :func:`livedead.nuclei.size.background_stats` does for a level.
     """
     h, w = image.shape
     step = max(1, int(np.sqrt(h * w / 10_000)))

@@ -1,7 +1,7 @@
 """Count live and dead nuclei: instances in a foreground mask, split only where two nuclei touch.
 
 One function, :func:`find_nuclei`, serves a predicted map and a map derived from stains. Its
-sizes are multiples of the typical nucleus diameter ``D`` (:mod:`livedead.data.scale`), measured
+sizes are multiples of the typical nucleus diameter ``D`` (:mod:`livedead.nuclei.size`), measured
 in the foreground mask itself unless given:
 
 * touching nuclei are split by a marker-controlled watershed of the distance transform, whose
@@ -26,8 +26,8 @@ from scipy import ndimage
 from skimage import morphology
 from skimage.segmentation import watershed
 
-from livedead.data.scale import diameter_of_mask
 from livedead.errors import LivedeadError
+from livedead.nuclei.size import diameter_of_mask
 
 EIGHT = np.ones((3, 3), bool)
 MIN_DEPTH_PX = 0.8

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from livedead.data.synthetic import PlateSpec, death_hazards, generate_plate, render_image, simulate_well
+from livedead.plates.synthetic import PlateSpec, death_hazards, generate_plate, render_image, simulate_well
 from tests.conftest import SMALL, assert_one_line_error, run_cli
 
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from skimage import measure
 
-from livedead.data.scale import NucleusScale, background_stats, diameter_of_mask, estimate_diameter
-from livedead.data.synthetic import PlateSpec, render_image, simulate_well
 from livedead.errors import LivedeadError
+from livedead.nuclei.size import NucleusScale, background_stats, diameter_of_mask, estimate_diameter
+from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
 from tests.conftest import real_nuclei
 
 

@@ -32,10 +32,11 @@ import tifffile
 from rich.progress import Progress
 from scipy import ndimage
 
-from livedead.data.images import write_ome_tiff
-from livedead.data.plates import PLATE_CHANNELS, PLATE_FORMAT
-from livedead.data.stitching import ORDERS, grid_cell
-from livedead.errors import LivedeadError, atomic_path
+from livedead.errors import LivedeadError
+from livedead.files import atomic_path
+from livedead.plates.images import write_ome_tiff
+from livedead.plates.sources import PLATE_CHANNELS, PLATE_FORMAT
+from livedead.plates.stitching import ORDERS, grid_cell
 
 _MARGIN = 18  # px at magnification 1: cell centres stay this far inside the image, so every counted cell is whole
 
@@ -285,7 +286,7 @@ def render_image(spec: PlateSpec, cells: Cells, well: int, t: int) -> tuple[np.n
 
 
 def generate_plate(path: str | Path, spec: PlateSpec, progress: bool = True) -> Path:
-    """Write a raw plate file (layout in the module docstring of :mod:`livedead.data.plates`)."""
+    """Write a raw plate file (layout in the module docstring of :mod:`livedead.plates.sources`)."""
     spec.validate()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -329,7 +330,7 @@ class FieldGrid:
     """The stage's error: each field is off its nominal position by up to this many px per axis, the
     same at every time point (a stage repeats its positions)."""
     order: str = "row-major"
-    """The order the stage visits the grid in, which numbers the fields (``livedead.data.stitching.ORDERS``)."""
+    """The order the stage visits the grid in, which numbers the fields (``livedead.plates.stitching.ORDERS``)."""
     noise: float = 0.0
     """Standard deviation of each exposure's own camera noise (counts); 0: every field is an exact crop."""
     ome_tiff: bool = False
@@ -342,7 +343,7 @@ def write_fields(plate: str | Path, folder: str | Path, grid: FieldGrid) -> Path
     """Cut every image of a raw plate into ``grid``'s overlapping fields; returns ``positions.csv``, the
     true (y, x) of every field in its well image.
 
-    Field files are named as :data:`livedead.data.stitching.FIELD_PATTERN` expects
+    Field files are named as :data:`livedead.plates.stitching.FIELD_PATTERN` expects
     (``W01_f003_t000.tif``). The field size is the largest that fits the well with the jitter.
     """
     if grid.order not in ORDERS:

@@ -9,7 +9,7 @@ import numpy as np
 import tifffile
 import torch
 
-from livedead.data.images import read_image
+from livedead.plates.images import read_image
 from tests.conftest import assert_one_line_error, run_cli
 
 

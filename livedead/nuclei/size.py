@@ -1,7 +1,7 @@
 """Nucleus scale: the typical nucleus diameter of an image, measured from the data.
 
-Every size in stain labelling (:mod:`livedead.data.labels`) and counting
-(:mod:`livedead.inference.counting`) is a multiple of this diameter, so the same settings hold
+Every size in stain labelling (:mod:`livedead.nuclei.labels`) and counting
+(:mod:`livedead.nuclei.counting`) is a multiple of this diameter, so the same settings hold
 for a 10 px nucleus of a 10x objective and an 80 px nucleus of a 60x one. As Cellpose does, the
 diameter is estimated before segmenting: a rough segmentation (Otsu on log intensities above the
 noise), then the median equivalent diameter of its well-separated, convex objects (solidity

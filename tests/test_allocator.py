@@ -8,7 +8,7 @@ import resource
 
 import torch
 
-from livedead.data.memory import keep_freed_memory
+from livedead.allocator import keep_freed_memory
 
 
 def faults():

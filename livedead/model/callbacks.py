@@ -3,7 +3,7 @@
 Each training step allocates and frees its activations; by default glibc maps such large
 blocks afresh every step and the kernel zeroes their pages on first touch: system time was 32%
 of a step's CPU time on the CPU U-Net with batches of 25 (``benchmarks/cpu_step.py``). With
-freed memory kept (:func:`livedead.data.memory.keep_freed_memory`) the step ran 1.5x as fast
+freed memory kept (:func:`livedead.allocator.keep_freed_memory`) the step ran 1.5x as fast
 (2.1x with channels-last too). A training process reaches its peak heap on its first step anyway.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
-from livedead.data.memory import keep_freed_memory
+from livedead.allocator import keep_freed_memory
 
 
 class KeepFreedMemory(L.Callback):

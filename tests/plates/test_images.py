@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from livedead.data.images import ImageMeta, pick_channels, read_image, write_ome_tiff
-from livedead.data.plates import TiffLayout, open_plate
 from livedead.errors import LivedeadError
+from livedead.plates.images import ImageMeta, pick_channels, read_image, write_ome_tiff
+from livedead.plates.sources import TiffLayout, open_plate
 
 
 def test_ome_tiff_round_trip_keeps_channel_names_pixel_size_and_stage_position(tmp_path):

@@ -2,10 +2,10 @@ import h5py
 import numpy as np
 import pytest
 
-from livedead.data.labels import class_iou, labels_from_stains, segment_channel
-from livedead.data.scale import estimate_diameter
-from livedead.data.synthetic import PlateSpec, render_image, simulate_well
 from livedead.errors import LivedeadError
+from livedead.nuclei.labels import class_iou, labels_from_stains, segment_channel
+from livedead.nuclei.size import estimate_diameter
+from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
 from tests.conftest import real_nuclei
 
 # The floor that stain-derived labels must meet against the synthetic truth (pixel IoU, mean

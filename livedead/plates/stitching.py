@@ -46,9 +46,10 @@ from rich.progress import Progress
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
-from livedead.data.images import ImageMeta, pick_channels, read_image
-from livedead.data.plates import PLATE_CHANNELS, PLATE_FORMAT
-from livedead.errors import LivedeadError, atomic_path, remove_stale_temporaries
+from livedead.errors import LivedeadError
+from livedead.files import atomic_path, remove_stale_temporaries
+from livedead.plates.images import ImageMeta, pick_channels, read_image
+from livedead.plates.sources import PLATE_CHANNELS, PLATE_FORMAT
 
 ORDERS = ("row-major", "snake", "column-major", "column-snake")
 """How the stage visited the grid: left to right row by row, the same turning at each row's end

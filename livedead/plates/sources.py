@@ -5,7 +5,7 @@ nothing downstream ever holds the whole plate. An image that cannot be read is y
 ``error`` set, so a caller decides whether to stop (prepare) or to go on (predict). Images of a
 TIFF folder may differ in size: whole-well prediction takes each as it is.
 
-HDF5 plate layout (written by :mod:`livedead.data.synthetic`; real data may use it too):
+HDF5 plate layout (written by :mod:`livedead.plates.synthetic`; real data may use it too):
 
 * ``/images`` (wells, timepoints, channels, H, W), any integer or float dtype, with
   ``attrs["channels"]`` naming the channels (else the config's ``channels`` list).
@@ -14,7 +14,7 @@ HDF5 plate layout (written by :mod:`livedead.data.synthetic`; real data may use 
 
 Image folder: one stitched multi-channel image per well and time point, named by a regular
 expression with the groups ``well`` and ``time`` (default ``A1_t003.tif``, ``A1_t003.ome.tif`` or
-a vendor file such as ``A1_t003.nd2``), read by :func:`livedead.data.images.read_image`. The
+a vendor file such as ``A1_t003.nd2``), read by :func:`livedead.plates.images.read_image`. The
 channel roles are the file's channels in the order ``channels`` gives or, for files that name
 their channels (OME-TIFF, vendor formats), by name (``tiff.channel_names``); the axis order of a
 plain TIFF is ``tiff.axes`` (``CYX`` or ``YXC``). The pixel size of the first image's metadata is
@@ -31,8 +31,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from livedead.data.images import ImageMeta, pick_channels, read_image
 from livedead.errors import LivedeadError
+from livedead.plates.images import ImageMeta, pick_channels, read_image
 
 PLATE_FORMAT = "livedead-plate/2"
 """The raw plate layout's version (``attrs["format"]``); version 2 adds ``/truth/instances``."""
