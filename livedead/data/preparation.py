@@ -47,7 +47,7 @@ from livedead.data.tiling import class_counts, tile_image, tile_starts
 from livedead.errors import LivedeadError
 from livedead.files import atomic_path, remove_stale_temporaries
 from livedead.nuclei.labels import labels_from_stains
-from livedead.nuclei.size import NucleusScale, estimate_diameter
+from livedead.nuclei.size import NucleusScale, image_diameter
 from livedead.plates.sources import PLATE_CHANNELS, ImageReader, Plate, TiffLayout, open_plate
 from livedead.plates.synthetic import PlateSpec, generate_plate
 
@@ -156,7 +156,7 @@ def _image_tiles(
         lab = image.truth
     else:
         hoechst, draq7 = image.channels["hoechst"], image.channels["draq7"]
-        diameter = diameter or estimate_diameter(hoechst) or estimate_diameter(draq7)
+        diameter = image_diameter(hoechst, draq7, diameter)
         lab = labels_from_stains(hoechst, draq7, diameter=diameter, **cfg.stains)
     labelling = time.perf_counter() - start
     brightfield = image.channels["brightfield"]

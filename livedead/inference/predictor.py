@@ -47,7 +47,7 @@ from livedead.nuclei.counting import (
     per_tile_counts,
 )
 from livedead.nuclei.labels import labels_from_stains
-from livedead.nuclei.size import NucleusScale, estimate_diameter
+from livedead.nuclei.size import NucleusScale, image_diameter
 from livedead.plates.images import write_ome_tiff
 from livedead.plates.sources import PLATE_CHANNELS, PlateImage, TiffLayout, open_plate
 from livedead.viz.overlays import nuclei_overlay
@@ -296,7 +296,7 @@ def _predict_one(
         detection["model"] = match_nuclei(nuclei, true_instances)
     if stains:
         hoechst, draq7 = image.channels["hoechst"], image.channels["draq7"]
-        stain_diameter = diameter or estimate_diameter(hoechst) or estimate_diameter(draq7)
+        stain_diameter = image_diameter(hoechst, draq7, diameter)
         stain_map = labels_from_stains(hoechst, draq7, diameter=stain_diameter, **cfg.stains)
         stain_nuclei = nuclei_from_class_map(stain_map, diameter=stain_diameter, **cfg.counting)
         stain_counts = stain_nuclei.counts()

@@ -36,7 +36,7 @@ from scipy import ndimage
 from skimage import filters, morphology
 
 from livedead.errors import LivedeadError
-from livedead.nuclei.size import OBJECT_FRACTION, background_stats, cut_at_peak_fraction, estimate_diameter
+from livedead.nuclei.size import OBJECT_FRACTION, background_stats, cut_at_peak_fraction, image_diameter
 
 LOCALPEAK = 1.5
 THRESHOLDS = {
@@ -161,7 +161,7 @@ def labels_from_stains(
             f"stain channels: expected two 2-D images of one shape, found {hoechst.shape} and {draq7.shape}"
         )
     labels = np.zeros(hoechst.shape, np.uint8)
-    diameter = diameter or estimate_diameter(hoechst) or estimate_diameter(draq7)
+    diameter = image_diameter(hoechst, draq7, diameter)
     if diameter is None:  # neither channel shows a nucleus
         return labels
     labels[segment_channel(hoechst, diameter, **options)] = 1

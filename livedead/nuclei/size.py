@@ -127,6 +127,13 @@ def estimate_diameter(image: np.ndarray, crop: int = SAMPLE_CROP) -> float | Non
     return diameter_of_mask(rough_foreground(image))
 
 
+def image_diameter(hoechst: np.ndarray, draq7: np.ndarray, fixed: float | None = None) -> float | None:
+    """The nucleus diameter (px) to label one image with: ``fixed`` when the settings give one, else
+    measured in the Hoechst channel (every nucleus), else in the dead stain; None if neither shows a
+    nucleus. The one answer used by labelling, preparation and prediction."""
+    return fixed or estimate_diameter(hoechst) or estimate_diameter(draq7)
+
+
 @dataclass
 class NucleusScale:
     """How the nucleus diameter is set (config keys ``diameter``, ``pixel_size_um``, ``nucleus_diameter_um``).

@@ -3,7 +3,7 @@ import pytest
 from skimage import measure
 
 from livedead.errors import LivedeadError
-from livedead.nuclei.size import NucleusScale, background_stats, diameter_of_mask, estimate_diameter
+from livedead.nuclei.size import NucleusScale, background_stats, diameter_of_mask, estimate_diameter, image_diameter
 from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
 from tests.conftest import real_nuclei
 
@@ -56,3 +56,13 @@ def test_a_fixed_or_physical_diameter():
         NucleusScale(diameter="big").fixed()
     with pytest.raises(LivedeadError, match="'nucleus_diameter_um': expected a pixel size"):
         NucleusScale(nucleus_diameter_um=10).fixed()
+
+
+def test_one_answer_for_the_diameter_of_an_image():
+    image, _ = real_nuclei(1.0)
+    rng = np.random.default_rng(0)
+    empty = rng.normal(100, 3, image.shape).astype(np.float32)
+    assert image_diameter(image, empty, fixed=17.0) == 17.0  # the settings win
+    assert image_diameter(image, empty) == pytest.approx(estimate_diameter(image))
+    assert image_diameter(empty, image) == pytest.approx(estimate_diameter(image))  # only dead nuclei: the dead stain
+    assert image_diameter(empty, empty) is None
