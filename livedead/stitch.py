@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import hydra
 from omegaconf import MISSING, DictConfig
 
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
+from livedead.errors import LivedeadError
+from livedead.plates.platefile import stitch_positions
+from livedead.plates.sources import open_plate
 from livedead.plates.stitching import StitchConfig, StitchSummary, stitch
 from livedead.viz.figures import save_figure, seams_figure
 
@@ -40,9 +42,12 @@ def main(cfg: DictConfig) -> None:
 
 def write_seams_figure(summary: StitchSummary, cfg: StitchConfig) -> Path:
     """``<output>_seams.png``: the first well's registration channel with every field outlined."""
-    with h5py.File(summary.output) as f:
-        image = f["images"][0, 0, cfg.channels.index(cfg.register_channel)]
-        positions = f["stitch/positions"][0, 0]
+    _, images = open_plate(summary.output, cfg.channels)
+    first = next(images)
+    if first.error:
+        raise LivedeadError(first.error)
+    image = first.channels[cfg.register_channel]
+    positions = stitch_positions(summary.output, 0, 0)
     well = summary.wells[0]
     title = f"{well}: {cfg.rows}x{cfg.cols} fields of {summary.field_shape[0]}x{summary.field_shape[1]} px, stitched"
     fig = seams_figure(image, positions, summary.field_shape, cfg.cols, title)

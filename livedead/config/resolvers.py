@@ -38,11 +38,13 @@ def run_dir(resume: str | None = None, kind: str = "runs") -> str:
 
 DATA_CODE = (
     "livedead.plates.synthetic",
+    "livedead.plates.platefile",
     "livedead.plates.sources",
     "livedead.nuclei.size",
     "livedead.nuclei.labels",
     "livedead.data.tiling",
     "livedead.data.tilefile",
+    "livedead.data.workers",
     "livedead.data.preparation",
 )
 """The modules that make the synthetic default data from its spec: a change to any of them remakes it.

@@ -28,7 +28,7 @@ from livedead.data.dataset import ON_BAD_CHUNK, TileBatches, TileLoader
 from livedead.data.preparation import prepare_synthetic
 from livedead.data.sampler import ChunkBatchSampler, Slice, chunk_segments
 from livedead.data.tilefile import TileFileInfo, fingerprint, image_statistics, inspect_tile_file
-from livedead.data.transforms import NORMALIZE_MODES, dihedral_augment, normalize_
+from livedead.data.transforms import NORMALIZE_MODES, Normalization, dihedral_augment, normalize_
 from livedead.errors import LivedeadError
 
 OUTPUT_RING = 3  # normalised batches alive at once: the one in use, its backward, one spare
@@ -154,14 +154,10 @@ class TileDataModule(L.LightningDataModule):
         assert self.info is not None, "call setup() first"
         return sum((self.info.class_counts[a:b].sum(axis=0) for a, b in self.info.train_ranges), 0)
 
-    def normalization(self) -> dict[str, Any]:
+    def normalization(self) -> Normalization:
         """How raw pixels become network input; stored in checkpoints so inference does the same."""
-        return {
-            "mode": self.hparams.normalize,
-            "mean": float(self.mean),
-            "std": float(self.std),
-            "percentiles": list(self.hparams.percentiles),
-        }
+        lo, hi = self.hparams.percentiles
+        return Normalization(self.hparams.normalize, float(self.mean), float(self.std), (float(lo), float(hi)))
 
     def overlay_tiles(self, k: int) -> dict[str, torch.Tensor]:
         """``k`` fixed validation tiles that hold both stains, spread over the split, normalised.

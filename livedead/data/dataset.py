@@ -28,8 +28,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from livedead.data.sampler import Batch
-from livedead.data.tilefile import DamagedChunk, TileFileInfo, check_classes
-from livedead.data.transforms import normalize_
+from livedead.data.tilefile import DamagedChunk, TileFileInfo, check_classes, open_tile_file
+from livedead.data.transforms import Normalization, normalize_
 from livedead.errors import LivedeadError
 
 ON_BAD_CHUNK = ("error", "skip")
@@ -66,7 +66,7 @@ class TileBatches(Dataset):
         self.float_images = info.dtype == np.float32
         self.dtype, self.tile_shape = info.dtype, (info.height, info.width)
         self.n = info.n
-        self.normalization: dict[str, Any] | None = None
+        self.normalization: Normalization | None = None
         """Set (a normalisation record) for batches bound for the CPU: workers then add the network input."""
         self._worker: int | None = None
         self._file: h5py.File | None = None
@@ -110,7 +110,7 @@ class TileBatches(Dataset):
         return {**{k: t[:n] for k, t in self._shared[worker][slot].items()}, **batch}
 
     def _open(self) -> None:
-        self._file = h5py.File(self.path, "r")
+        self._file = open_tile_file(self.path)
         images, labels = self._file[self.images_key], self._file[self.labels_key]
         self._datasets = (images, labels)  # looked up once: a lookup per batch costs as much as a read
         worker = get_worker_info()
@@ -153,7 +153,7 @@ class TileBatches(Dataset):
         self._check_values(buf, n, batch)
         if "input" in buf:
             entry = self._tensors[slot]
-            normalize_(entry["input"][:n].copy_(entry["image"][:n]), self.normalization or {})
+            normalize_(entry["input"][:n].copy_(entry["image"][:n]), self.normalization)
         return self._batch(slot, n)
 
     def _batch(self, slot: int, n: int) -> dict[str, Any]:

@@ -4,11 +4,12 @@ One streaming pass, planned before any pixel is read (:func:`plan_images`):
 
 1. The images are split by well (or image), about 90:10, and each side's images are dealt, in a
    seeded random order, into groups of about ``shuffle_chunks`` 1000-tile chunks of tiles.
-2. Group by group, training groups first, ``workers`` processes read, label (from the stains,
-   or from the plate's truth) and tile the images; the tiles holding more than one class of each
-   group are shuffled together and appended to the final file in whole chunks, while the
-   workers label the next group. With ``keep_intermediate`` every tile also goes, with its
-   class counts, into ``<output>.all.h5``, which a rerun with other split settings reuses.
+2. Group by group, training groups first, ``workers`` processes (:mod:`livedead.data.workers`)
+   read, label (from the stains, or from the plate's truth) and tile the images; the tiles
+   holding more than one class of each group are shuffled together and appended to the final
+   file (:mod:`livedead.data.tilefile`) in whole chunks, while the workers label the next group.
+   With ``keep_intermediate`` every tile also goes, with its class counts, into
+   ``<output>.all.h5``, which a rerun with other split settings reuses.
 
 Memory is bounded by a few images per worker and one group of tiles; only the plan and the
 per-image nucleus diameters grow with the plate.
@@ -18,18 +19,12 @@ The command line is :mod:`livedead.prepare`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import mmap
-import multiprocessing
-import os
-import sys
 import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +33,28 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-from threadpoolctl import threadpool_limits
 
 from livedead import CLASS_NAMES
-from livedead.allocator import keep_freed_memory
-from livedead.data.tilefile import DATASETS, FORMAT, ChunkAppender, fingerprint, tile_rows
+from livedead.data.tilefile import (
+    DATASETS,
+    ChunkAppender,
+    FirstPassAttrs,
+    TileAttrs,
+    create_tile_file,
+    fingerprint,
+    open_tile_file,
+    read_first_pass,
+    reusable_first_pass,
+    tile_rows,
+)
 from livedead.data.tiling import class_counts, tile_image, tile_starts
+from livedead.data.workers import ImageTiles, labelled_tiles, worker_count
 from livedead.errors import LivedeadError
-from livedead.files import atomic_path, remove_stale_temporaries
+from livedead.files import remove_stale_temporaries
 from livedead.nuclei.labels import labels_from_stains
 from livedead.nuclei.size import NucleusScale, image_diameter
-from livedead.plates.sources import PLATE_CHANNELS, ImageReader, Plate, TiffLayout, open_plate
+from livedead.plates.platefile import PLATE_CHANNELS
+from livedead.plates.sources import ImageReader, Plate, TiffLayout, open_plate
 from livedead.plates.synthetic import PlateSpec, generate_plate
 
 
@@ -135,13 +141,13 @@ def tiles_per_image(shape: tuple[int, ...], cfg: PrepareConfig) -> int:
     return len(tile_starts(shape[0], cfg.tile, cfg.stride)) * len(tile_starts(shape[1], cfg.tile, cfg.stride))
 
 
-def _image_tiles(
+def image_tiles(
     reader: ImageReader,
-    index: tuple[int, int],
     cfg: PrepareConfig,
     diameter: float | None,
+    index: tuple[int, int],
     out: dict[str, np.ndarray] | None = None,
-) -> tuple[dict[str, np.ndarray], float | None, float]:
+) -> ImageTiles:
     """Read, label and tile one image: its tiles and its labels' tiles, with class counts and origins;
     the nucleus diameter (px) the stains were segmented with (None for truth labels or no nuclei);
     and the seconds labelling took. The tiles go into the first rows of ``out`` where they fit
@@ -170,121 +176,6 @@ def _image_tiles(
     arrays["class_counts"][:] = class_counts(arrays["labels"], len(CLASS_NAMES))
     arrays["origin"][:] = np.column_stack([np.full(n, image.well), np.full(n, image.time), origins])
     return arrays, diameter if cfg.labels == "stains" else None, labelling
-
-
-class ResultSlots:
-    """Shared memory for the tiles of ``count`` images, mapped before the workers are forked: a
-    worker writes an image's tiles into a slot, and this process stores them from there.
-
-    Sending them back pickled instead (about 110 MB per 2700x3600 image) cost each worker 0.5 s
-    per image on two cores, and this process as long again to receive them. The mapping is
-    anonymous: it has no name to leave behind if the run is killed, and is not limited by the
-    size of ``/dev/shm`` (64 MB in a default Docker container).
-    """
-
-    def __init__(self, rows: dict[str, tuple[tuple[int, ...], np.dtype]], n: int, count: int) -> None:
-        self.rows, self.n = rows, n
-        self.offsets, size = {}, 0
-        for k, (shape, dtype) in rows.items():
-            self.offsets[k] = size
-            size += -(-n * int(np.prod(shape)) * dtype.itemsize // 64) * 64  # cache-line aligned
-        self.slot_bytes = size
-        self.memory = mmap.mmap(-1, size * count)  # MAP_SHARED: a forked worker's writes are seen here
-
-    def views(self, slot: int, n: int | None = None) -> dict[str, np.ndarray]:
-        """The arrays of ``slot`` (the first ``n`` rows)."""
-        base = slot * self.slot_bytes
-        return {
-            k: np.ndarray((self.n, *shape), dtype, self.memory, base + self.offsets[k])[:n]
-            for k, (shape, dtype) in self.rows.items()
-        }
-
-    def close(self) -> None:
-        with contextlib.suppress(BufferError):  # a view still held (by an error's traceback) unmaps it later
-            self.memory.close()
-
-
-_WORKER_SLOTS: ResultSlots | None = None
-
-
-def _start_worker(slots: ResultSlots | None) -> None:
-    """A prepare worker: one BLAS thread, freed memory kept for the next image (the process ends
-    with the pool, so the caller's process keeps its own allocator settings), and the result
-    slots it was forked with (None where workers are spawned: results then come back pickled)."""
-    global _WORKER_SLOTS
-    threadpool_limits(1)
-    keep_freed_memory()
-    _WORKER_SLOTS = slots
-
-
-def _tiles_into_slot(
-    reader: ImageReader, index: tuple[int, int], cfg: PrepareConfig, diameter: float | None, slot: int
-) -> tuple[int | dict[str, np.ndarray], float | None, float]:
-    """:func:`_image_tiles` into result slot ``slot``: the number of tiles written there (or, for an
-    image too large for a slot, or without slots, its arrays)."""
-    out = _WORKER_SLOTS.views(slot) if _WORKER_SLOTS else None
-    arrays, diameter, seconds = _image_tiles(reader, index, cfg, diameter, out)
-    n = len(arrays["images"])
-    return (n if _WORKER_SLOTS and n <= _WORKER_SLOTS.n else arrays), diameter, seconds
-
-
-def worker_count(workers: int | None) -> int:
-    """``workers``, or the CPUs this process may run on (its affinity, which a batch scheduler sets)."""
-    if workers is not None:
-        return workers
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def labelled_tiles(
-    reader: ImageReader,
-    order: list[tuple[int, int]],
-    cfg: PrepareConfig,
-    diameter: float | None,
-    workers: int,
-    rows: dict[str, tuple[tuple[int, ...], np.dtype]],
-    n: int,
-) -> Iterator[tuple[dict[str, np.ndarray], float | None, float]]:
-    """:func:`_image_tiles` of the images of ``order``, in that order, over ``workers`` processes;
-    ``rows`` and ``n`` are the tile rows (:func:`tile_rows`) and the tiles of one image.
-
-    The workers read, label and tile, writing the tiles into shared memory (:class:`ResultSlots`);
-    this process stores them. Each image's arrays are valid until the next one is asked for. At
-    most one image per worker waits besides those being worked on, so memory stays at a few
-    images per worker. On Linux the workers are forked, as DataLoader workers are: they use only
-    h5py, numpy, SciPy and scikit-image, never a lock of this process's other threads (progress
-    bar, torch), and a fork starts them without importing the calling script again, as spawn
-    would (for ``train.py``, Lightning and torch: seconds per worker). Elsewhere: the platform's
-    default. Each worker's BLAS runs one thread: two workers of two BLAS threads each on two
-    cores took twice as long per image as one process.
-    """
-    if workers == 1:
-        for index in order:
-            yield _image_tiles(reader, index, cfg, diameter)
-        return
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
-    slots = ResultSlots(rows, n, 2 * workers) if context.get_start_method() == "fork" else None
-    free = list(range(2 * workers))
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(slots,))
-    pending: deque[tuple[int, Future]] = deque()
-
-    def received() -> tuple[dict[str, np.ndarray], float | None, float]:
-        slot, future = pending.popleft()
-        free.append(slot)  # taken again only after the caller asks for the next image
-        result, found, seconds = future.result()
-        return (slots.views(slot, result) if slots and isinstance(result, int) else result), found, seconds
-
-    try:
-        for index in order:
-            slot = free.pop()
-            pending.append((slot, pool.submit(_tiles_into_slot, reader, index, cfg, diameter, slot)))
-            if not free:
-                yield received()
-        while pending:
-            yield received()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if slots:
-            slots.close()
 
 
 def choose_split(units: np.ndarray, n_units: int, val_fraction: float, seed: int, unit_names: list[str]) -> np.ndarray:
@@ -374,64 +265,53 @@ def prepare(source: str | Path, output: str | Path, cfg: PrepareConfig) -> Prepa
     remove_stale_temporaries(intermediate)
     recipe = _recipe(source, cfg)
     rows = tile_rows(cfg.tile, plate.dtype, len(CLASS_NAMES))
-    with Progress(disable=not cfg.progress) as bar, atomic_path(output) as tmp, h5py.File(tmp, "w") as dst:
+    with Progress(disable=not cfg.progress) as bar, create_tile_file(output) as dst:
         final = ChunkAppender(dst, rows, cfg.chunk, checksum=cfg.checksum)
-        if cfg.keep_intermediate and _reusable(intermediate, recipe):
+        if cfg.keep_intermediate and reusable_first_pass(intermediate, recipe):
             bar.console.print(f"reusing {intermediate}: complete, and made from this plate with these settings")
-            with h5py.File(intermediate, "r") as src:
+            with open_tile_file(intermediate) as src:
                 summary = _write(_stored_tiles(src, plan.order), plan, cfg, final, None, bar)
-                summary.diameters = [float(d) for d in src.attrs["diameters"]]
-                summary.labelling_seconds = float(src.attrs["labelling_seconds"])
+                kept = read_first_pass(src)
+                assert kept is not None  # reusable_first_pass read it
+                summary.diameters, summary.labelling_seconds = kept.diameters, kept.labelling_seconds
         else:
             workers = min(worker_count(cfg.workers), plate.n_images)
             assert plate.reader is not None
             diameter = cfg.scale.fixed(plate.pixel_size_um)
             n = tiles_per_image(plate.shape, cfg)
-            tiles = labelled_tiles(plate.reader, plan.order, cfg, diameter, workers, rows, n)
+            tiles = labelled_tiles(partial(image_tiles, plate.reader, cfg, diameter), plan.order, workers, rows, n)
             if cfg.keep_intermediate:
-                with atomic_path(intermediate) as tmp_all, h5py.File(tmp_all, "w") as every:
+                with create_tile_file(intermediate) as every:
                     summary = _write(tiles, plan, cfg, final, ChunkAppender(every, rows, cfg.chunk), bar, workers)
-                    every.attrs.update(
-                        {
-                            "format": FORMAT + "+intermediate",
-                            "recipe": recipe,
-                            "diameters": np.asarray(summary.diameters, np.float64),
-                            "labelling_seconds": summary.labelling_seconds,
-                            "complete": True,  # written last: a file cut off before this is not reused
-                        }
-                    )
+                    FirstPassAttrs(recipe, summary.diameters, summary.labelling_seconds).write(every)
             else:
                 summary = _write(tiles, plan, cfg, final, None, bar, workers)
         _check_split(summary, plan, source, cfg)
-        dst.attrs.update(
-            {
-                "format": FORMAT,
-                "format_version": 1,
-                "tile": cfg.tile,
-                "stride": cfg.stride,
-                "chunk": cfg.chunk,
-                "class_names": list(CLASS_NAMES),
-                "n_train": summary.n_train,
-                "n_val": summary.tiles_kept - summary.n_train,
-                "split_by": cfg.split_by,
-                "split_seed": cfg.seed,
-                "val_fraction": cfg.val_fraction,
-                "val_units": plan.val_units,
-                "wells": list(plate.wells),
-                "source": str(source.resolve()),
-                "labels_source": cfg.labels,
-                "tiles_seen": summary.tiles_seen,
-                "nucleus_diameter_px": float(np.median(summary.diameters)) if summary.diameters else float("nan"),
-                "nucleus_diameter_setting": str(cfg.scale.fixed(plate.pixel_size_um) or cfg.diameter),
-            }
-        )
+        TileAttrs(
+            tile=cfg.tile,
+            stride=cfg.stride,
+            chunk=cfg.chunk,
+            class_names=list(CLASS_NAMES),
+            n_train=summary.n_train,
+            n_val=summary.tiles_kept - summary.n_train,
+            split_by=cfg.split_by,
+            split_seed=cfg.seed,
+            val_fraction=cfg.val_fraction,
+            val_units=plan.val_units,
+            wells=list(plate.wells),
+            source=str(source.resolve()),
+            labels_source=cfg.labels,
+            tiles_seen=summary.tiles_seen,
+            nucleus_diameter_px=float(np.median(summary.diameters)) if summary.diameters else float("nan"),
+            nucleus_diameter_setting=str(cfg.scale.fixed(plate.pixel_size_um) or cfg.diameter),
+        ).write(dst)
     summary.bytes_written = output.stat().st_size
     summary.seconds = time.perf_counter() - start
     return summary
 
 
 def _write(
-    tiles: Iterator[tuple[dict[str, np.ndarray], float | None, float]],
+    tiles: Iterator[ImageTiles],
     plan: Plan,
     cfg: PrepareConfig,
     final: ChunkAppender,
@@ -497,9 +377,7 @@ def _check_split(summary: PrepareSummary, plan: Plan, source: Path, cfg: Prepare
         )
 
 
-def _stored_tiles(
-    src: h5py.File, order: list[tuple[int, int]]
-) -> Iterator[tuple[dict[str, np.ndarray], float | None, float]]:
+def _stored_tiles(src: h5py.File, order: list[tuple[int, int]]) -> Iterator[ImageTiles]:
     """The tiles of each image of ``order`` from a kept first pass, as :func:`labelled_tiles` yields them."""
     origin = src["origin"][:]
     starts = np.flatnonzero(np.r_[True, (np.diff(origin[:, :2], axis=0) != 0).any(axis=1)])
@@ -522,16 +400,6 @@ def _recipe(source: Path, cfg: PrepareConfig) -> str:
     else:
         plate = json.dumps(fingerprint(source), sort_keys=True)
     return json.dumps({"plate": plate, "settings": settings}, sort_keys=True, default=str)
-
-
-def _reusable(intermediate: Path, recipe: str) -> bool:
-    if not intermediate.exists():
-        return False
-    try:
-        with h5py.File(intermediate, "r") as f:
-            return bool(f.attrs.get("complete")) and f.attrs.get("recipe") == recipe
-    except OSError:
-        return False
 
 
 def prepare_synthetic(

@@ -10,6 +10,8 @@ along the tile axis, 1000 by default:
 
 In the final file the first ``attrs["n_train"]`` tiles are the training split and the rest the
 validation split, each in a seeded random order, so that every split is one contiguous range.
+The file's attributes are :class:`TileAttrs` (``val_units`` names the wells or images held out);
+prepare's kept first pass, ``<output>.all.h5``, has the same datasets and :class:`FirstPassAttrs`.
 Its chunks carry HDF5's ``fletcher32`` checksum, so damage to the file (a bad disk, a broken
 copy over the network) is found when a chunk is read, instead of training on it silently.
 
@@ -26,8 +28,9 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +136,118 @@ def tile_rows(tile: int, dtype: np.dtype, num_classes: int) -> dict[str, tuple[t
     }
 
 
+@contextmanager
+def create_tile_file(path: Path) -> Iterator[h5py.File]:
+    """A new tile file open for writing, written under a temporary name and renamed into place when whole."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        yield f
+
+
+@dataclass
+class TileAttrs:
+    """The attributes prepare gives a tile file: how it was tiled, split and labelled, and from what.
+
+    Files in the study's layout have none of them; a livedead file written before an attribute
+    existed reads it as its default."""
+
+    tile: int
+    stride: int
+    chunk: int
+    n_train: int
+    n_val: int
+    split_by: str
+    split_seed: int
+    val_fraction: float
+    val_units: list[str]
+    """The units held out for validation: ``well W03`` (split by well) or ``image W03/t2``."""
+    wells: list[str]
+    source: str
+    labels_source: str
+    tiles_seen: int
+    nucleus_diameter_px: float
+    nucleus_diameter_setting: str
+    class_names: list[str] = field(default_factory=list)
+    format: str = FORMAT
+    format_version: int = 1
+
+    def write(self, f: h5py.File) -> None:
+        f.attrs.update(asdict(self))
+
+    @property
+    def held_out_wells(self) -> list[str]:
+        """The wells held out for validation (none where the split was by image)."""
+        return [u.removeprefix("well ") for u in self.val_units if u.startswith("well ")]
+
+
+def read_tile_attrs(path: Path) -> TileAttrs | None:
+    """A tile file's :class:`TileAttrs`; None for a file that prepare did not write (no ``format``)."""
+    with open_tile_file(path) as f:
+        return _tile_attrs(f)
+
+
+def _tile_attrs(f: h5py.File) -> TileAttrs | None:
+    a = f.attrs
+    if a.get("format") != FORMAT:
+        return None
+    return TileAttrs(
+        tile=int(a.get("tile", 0)),
+        stride=int(a.get("stride", 0)),
+        chunk=int(a.get("chunk", 0)),
+        n_train=int(a.get("n_train", 0)),
+        n_val=int(a.get("n_val", 0)),
+        split_by=str(a.get("split_by", "")),
+        split_seed=int(a.get("split_seed", 0)),
+        val_fraction=float(a.get("val_fraction", math.nan)),
+        val_units=[str(u) for u in a.get("val_units", [])],
+        wells=[str(w) for w in a.get("wells", [])],
+        source=str(a.get("source", "")),
+        labels_source=str(a.get("labels_source", "")),
+        tiles_seen=int(a.get("tiles_seen", 0)),
+        nucleus_diameter_px=float(a.get("nucleus_diameter_px", math.nan)),
+        nucleus_diameter_setting=str(a.get("nucleus_diameter_setting", "")),
+        class_names=[str(c) for c in a.get("class_names", [])],
+        format_version=int(a.get("format_version", 1)),
+    )
+
+
+@dataclass
+class FirstPassAttrs:
+    """The attributes of prepare's kept first pass (``<output>.all.h5``): what it was made from, and
+    ``complete``, written last, so that a file cut off before the end is never reused."""
+
+    recipe: str
+    """The plate's fingerprint and the tiling and labelling settings, as JSON."""
+    diameters: list[float]
+    labelling_seconds: float
+    format: str = FORMAT + "+intermediate"
+    complete: bool = True
+
+    def write(self, f: h5py.File) -> None:
+        f.attrs.update({**asdict(self), "diameters": np.asarray(self.diameters, np.float64)})
+
+
+def read_first_pass(f: h5py.File) -> FirstPassAttrs | None:
+    """The attributes of an open first-pass file; None if it is not a complete one."""
+    a = f.attrs
+    if not a.get("complete") or "recipe" not in a:
+        return None
+    return FirstPassAttrs(
+        str(a["recipe"]), [float(d) for d in a.get("diameters", [])], float(a.get("labelling_seconds", 0.0))
+    )
+
+
+def reusable_first_pass(path: Path, recipe: str) -> bool:
+    """Whether ``path`` is a complete first pass made with ``recipe`` (an unreadable file is not)."""
+    if not path.exists():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            found = read_first_pass(f)
+    except OSError:
+        return False
+    return found is not None and found.recipe == recipe
+
+
 # -- reading: what training needs to know of a tile file ------------------------------------------
 @dataclass
 class TileFileInfo:
@@ -150,6 +265,8 @@ class TileFileInfo:
     train_ranges: list[Slice]
     val_ranges: list[Slice]
     split_note: str
+    held_out_wells: list[str] = field(default_factory=list)
+    """The wells prepare held out for validation (:attr:`TileAttrs.held_out_wells`); none for other files."""
 
 
 def fingerprint(path: Path, span: int = 1 << 20) -> dict[str, Any]:
@@ -277,7 +394,8 @@ def inspect_tile_file(
                 f"found {batch_size} (a batch never crosses a chunk)"
             )
         compressed = any(ds.compression is not None or ds.fletcher32 for ds in (images, labels))
-        declared = f.attrs.get("n_train")
+        attrs = _tile_attrs(f)
+        declared = attrs.n_train if attrs is not None else f.attrs.get("n_train")
         if counts_key in f and f[counts_key].shape == (n, num_classes):
             counts = f[counts_key][:]
         else:
@@ -299,8 +417,9 @@ def inspect_tile_file(
         note = f"declared by the file: tiles [0, {n_train}) train, [{n_train}, {n}) validate"
     else:
         train, val, note = batch_split(n, chunk, batch_size, val_fraction, seed)
+    held_out = attrs.held_out_wells if attrs is not None else []
     return TileFileInfo(
-        path, n, images.shape[2], images.shape[3], images.dtype, chunk, compressed, counts, train, val, note
+        path, n, images.shape[2], images.shape[3], images.dtype, chunk, compressed, counts, train, val, note, held_out
     )
 
 

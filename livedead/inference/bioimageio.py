@@ -104,11 +104,11 @@ def export_bioimageio(ckpt: str | Path, output: str | Path, cfg: ExportConfig) -
 
 def _describe(spec: Any, cfg: ExportConfig, model: LoadedModel, work: Path) -> Any:
     norm = model.normalization
-    if norm["mode"] == "dataset":
-        kwargs = spec.FixedZeroMeanUnitVarianceKwargs(mean=float(norm["mean"]), std=float(norm["std"]))
+    if norm.mode == "dataset":
+        kwargs = spec.FixedZeroMeanUnitVarianceKwargs(mean=norm.mean, std=norm.std)
         preprocessing = [spec.FixedZeroMeanUnitVarianceDescr(kwargs=kwargs)]
-    elif norm["mode"] == "percentile":
-        lo, hi = (float(p) for p in norm["percentiles"])
+    elif norm.mode == "percentile":
+        lo, hi = norm.percentiles
         kwargs = spec.ScaleRangeKwargs(axes=["y", "x"], min_percentile=lo, max_percentile=hi)
         preprocessing = [spec.ScaleRangeDescr(kwargs=kwargs)]
     else:
@@ -213,10 +213,10 @@ def _cover(raw: np.ndarray, probs: np.ndarray, path: Path) -> None:
 def _readme(cfg: ExportConfig, model: LoadedModel, ckpt: Path) -> str:
     norm = model.normalization
     scaling = (
-        f"(x - {norm['mean']:.6g}) / {norm['std']:.6g}"
-        if norm["mode"] == "dataset"
-        else f"per-image {norm['percentiles']} percentiles to 0..1"
-        if norm["mode"] == "percentile"
+        f"(x - {norm.mean:.6g}) / {norm.std:.6g}"
+        if norm.mode == "dataset"
+        else f"per-image {list(norm.percentiles)} percentiles to 0..1"
+        if norm.mode == "percentile"
         else "none"
     )
     return f"""# {cfg.name}

@@ -11,14 +11,14 @@ map is counted (:mod:`livedead.nuclei.counting`), and the results are written to
 * ``metrics.json`` when the input carries truth: count MSE, MAE and relative error, per image
   and per ``count_tile``-px tile, for the model and for the stain-derived reference.
 
+Both files, and the scores in them, are :mod:`livedead.inference.evaluation`'s.
+
 An image that fails is reported and skipped, and leaves nothing in the results: its row and its
 per-tile counts are kept only once every step of it has succeeded.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +33,12 @@ from rich.console import Console
 from rich.progress import Progress
 
 from livedead import CLASS_NAMES
+from livedead.data.tilefile import read_tile_attrs
 from livedead.errors import LivedeadError, one_line
 from livedead.files import atomic_path, remove_stale_temporaries
+from livedead.inference.evaluation import write_counts, write_metrics
 from livedead.inference.sliding_window import LoadedModel, load_model, predict_image
-from livedead.model.checkpoint import read_checkpoint
+from livedead.model.checkpoint import CheckpointRecord, read_checkpoint
 from livedead.nuclei.counting import (
     Nuclei,
     class_map_of,
@@ -49,7 +51,8 @@ from livedead.nuclei.counting import (
 from livedead.nuclei.labels import labels_from_stains
 from livedead.nuclei.size import NucleusScale, image_diameter
 from livedead.plates.images import write_ome_tiff
-from livedead.plates.sources import PLATE_CHANNELS, PlateImage, TiffLayout, open_plate
+from livedead.plates.platefile import PLATE_CHANNELS, PlateTruth
+from livedead.plates.sources import PlateImage, TiffLayout, open_plate
 from livedead.viz.overlays import nuclei_overlay
 
 SAVE_MODES = ("tiff", "ome-tiff", "hdf5", "none")
@@ -112,31 +115,11 @@ class PredictConfig:
 console = Console()
 
 
-class Truth:
-    """Counts and nuclei of a plate that carries its truth (``/truth/...``, as the synthetic plate does)."""
-
-    def __init__(self, path: Path) -> None:
-        self.counts: np.ndarray | None = None
-        self.has_instances = False
-        if path.is_file():
-            with h5py.File(path, "r") as f:
-                if "truth/live_count" in f and "truth/dead_count" in f:
-                    self.counts = np.stack([f["truth/live_count"][:], f["truth/dead_count"][:]], axis=-1)
-                self.has_instances = "truth/instances" in f
-        self.path = path
-
-    def instances(self, image: PlateImage) -> np.ndarray | None:
-        """The true nucleus of every cell of one image (0 background), where the plate records them."""
-        if not self.has_instances:
-            return None
-        with h5py.File(self.path, "r") as f:
-            return f["truth/instances"][image.well, image.time].astype(np.int64)
-
-    def nuclei(self, image: PlateImage, instances: np.ndarray | None) -> Nuclei | None:
-        """True nuclei of one image: from the plate's instance masks, else counted in its truth class map."""
-        if instances is not None:
-            return nuclei_from_instances(instances, image.truth == 2 if image.truth is not None else None)
-        return nuclei_from_class_map(image.truth) if image.truth is not None else None
+def true_nuclei(image: PlateImage, instances: np.ndarray | None) -> Nuclei | None:
+    """True nuclei of one image: from the plate's instance masks, else counted in its truth class map."""
+    if instances is not None:
+        return nuclei_from_instances(instances, image.truth == 2 if image.truth is not None else None)
+    return nuclei_from_class_map(image.truth) if image.truth is not None else None
 
 
 def save_outputs(
@@ -168,30 +151,21 @@ def save_outputs(
             Image.fromarray(nuclei_overlay(image, nuclei.instances, nuclei.dead)).save(tmp)
 
 
-def count_errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    """MSE and MAE of live and dead counts, and the mean relative error of the total."""
-    err = pred.astype(np.float64) - true
-    total_true = true.sum(axis=1)
-    rel = np.abs(err.sum(axis=1)) / np.maximum(total_true, 1)
-    return {
-        "mse_live": float(np.mean(err[:, 0] ** 2)),
-        "mse_dead": float(np.mean(err[:, 1] ** 2)),
-        "mse": float(np.mean(err**2)),
-        "mae_live": float(np.mean(np.abs(err[:, 0]))),
-        "mae_dead": float(np.mean(np.abs(err[:, 1]))),
-        "relative_error_total": float(np.mean(rel)),
-        "n": len(err),
-    }
-
-
 def held_out_wells(ckpt: Path) -> list[str]:
-    """The wells a checkpoint's tile file held out for validation (``attrs['val_units']``)."""
-    info = read_checkpoint(ckpt, "ckpt").get("datamodule_hyper_parameters") or {}
-    path = Path(info.get("path", ""))
+    """The wells the training data of a checkpoint held out for validation, as the checkpoint records them;
+    for a checkpoint written before it recorded them, as its training tile file says."""
+    checkpoint = read_checkpoint(ckpt, "ckpt")
+    record = CheckpointRecord.of(checkpoint)
+    if record is not None and record.held_out_wells is not None:
+        return record.held_out_wells
+    path = Path((checkpoint.get("datamodule_hyper_parameters") or {}).get("path", ""))
     if not path.is_file():
-        raise LivedeadError(f"{ckpt}: config key 'wells=held_out' needs the training tile file, found none at {path}")
-    with h5py.File(path, "r") as f:
-        return [str(u).removeprefix("well ") for u in f.attrs.get("val_units", []) if str(u).startswith("well ")]
+        raise LivedeadError(
+            f"{ckpt}: config key 'wells=held_out': this checkpoint predates recording its held-out wells, and "
+            f"its training tile file is not at {path}"
+        )
+    attrs = read_tile_attrs(path)
+    return attrs.held_out_wells if attrs is not None else []
 
 
 def run(cfg: PredictConfig) -> tuple[list[dict[str, Any]], int]:
@@ -216,7 +190,7 @@ def run(cfg: PredictConfig) -> tuple[list[dict[str, Any]], int]:
         console.print(f"{ckpt}: no calibrated foreground threshold (an older checkpoint): counting the argmax")
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)  # what a killed run was writing
-    truth = Truth(source)
+    truth = plate.truth()
     stains = "hoechst" in plate.channels and "draq7" in plate.channels
     rows: list[dict[str, Any]] = []
     tiles: dict[str, list[np.ndarray]] = {"model": [], "stains": [], "truth": []}
@@ -246,9 +220,9 @@ def run(cfg: PredictConfig) -> tuple[list[dict[str, Any]], int]:
                     detection[k].append(v)
             bar.advance(task)
     if rows:
-        _write_counts(rows, out)
+        write_counts(rows, out)
         if "true_live" in rows[0]:
-            _write_metrics(rows, tiles, detection, out, cfg.count_tile)
+            write_metrics(rows, tiles, detection, out, cfg.count_tile, console)
     console.print(
         f"wrote {len(rows)} images' predictions and counts to {out}" + (f"; {failures} failed" if failures else "")
     )
@@ -270,7 +244,7 @@ def _predict_one(
     model: LoadedModel,
     image: PlateImage,
     well_names: list[str],
-    truth: Truth,
+    truth: PlateTruth,
     stains: bool,
     diameter: float | None,
     cfg: PredictConfig,
@@ -288,10 +262,10 @@ def _predict_one(
     detection: dict[str, dict[str, float]] = {}
     if truth.counts is not None:
         row["true_live"], row["true_dead"] = (int(v) for v in truth.counts[image.well, image.time])
-    true_instances = truth.instances(image)
-    true_nuclei = truth.nuclei(image, true_instances)
-    if true_nuclei is not None:
-        tiles["truth"] = per_tile_counts(true_nuclei, raw.shape, cfg.count_tile)
+    true_instances = truth.instances(image.well, image.time)
+    found_true = true_nuclei(image, true_instances)
+    if found_true is not None:
+        tiles["truth"] = per_tile_counts(found_true, raw.shape, cfg.count_tile)
     if true_instances is not None:
         detection["model"] = match_nuclei(nuclei, true_instances)
     if stains:
@@ -306,82 +280,3 @@ def _predict_one(
         if true_instances is not None:
             detection["stains"] = match_nuclei(stain_nuclei, true_instances)
     return ImageResult(row, tiles, detection, probs, nuclei)
-
-
-def read_counts(folder: str | Path) -> list[dict[str, Any]]:
-    """The rows of a prediction folder's ``counts.csv``, numbers as numbers (empty cells as None)."""
-    path = Path(folder) / "counts.csv"
-    if not path.exists():
-        raise LivedeadError(f"{path}: expected the counts of a livedead.predict output folder, found none")
-
-    def value(text: str) -> Any:
-        if text == "":
-            return None
-        try:
-            return int(text)
-        except ValueError:
-            try:
-                return float(text)
-            except ValueError:
-                return text
-
-    with open(path, newline="") as f:
-        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _write_counts(rows: list[dict[str, Any]], out: Path) -> None:
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    with atomic_path(out / "counts.csv") as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def detection_scores(per_image: list[dict[str, float]]) -> dict[str, float]:
-    """Precision, recall and F1 of nucleus detection over images: true positives, found and true nuclei summed."""
-    tp, found, true = (sum(d[k] for d in per_image) for k in ("tp", "found", "true"))
-    return {
-        "precision": tp / found if found else float(true == 0),
-        "recall": tp / true if true else float(found == 0),
-        "f1": 2 * tp / (found + true) if found + true else 1.0,
-        "found": found,
-        "true": true,
-    }
-
-
-def _write_metrics(
-    rows: list[dict[str, Any]],
-    tiles: dict[str, list[np.ndarray]],
-    detection: dict[str, list[dict[str, float]]],
-    out: Path,
-    tile_px: int,
-) -> None:
-    true = np.array([[r["true_live"], r["true_dead"]] for r in rows])
-    metrics: dict[str, Any] = {
-        "per_image": {"model": count_errors(np.array([[r["live"], r["dead"]] for r in rows]), true)}
-    }
-    if "stain_live" in rows[0]:
-        metrics["per_image"]["stains"] = count_errors(
-            np.array([[r["stain_live"], r["stain_dead"]] for r in rows]), true
-        )
-    if tiles["truth"]:
-        true_tiles = np.concatenate(tiles["truth"])
-        metrics["per_tile"] = {
-            k: count_errors(np.concatenate(v), true_tiles) for k, v in tiles.items() if v and k != "truth"
-        }
-        metrics["per_tile"]["tile_px"] = tile_px
-    if detection["model"]:
-        metrics["detection"] = {k: detection_scores(v) for k, v in detection.items() if v}
-    with atomic_path(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2))
-    pi = metrics["per_image"]["model"]
-    console.print(f"count MSE per image: live {pi['mse_live']:.2f}, dead {pi['mse_dead']:.2f}; "
-                  f"relative error {pi['relative_error_total']:.3f}")  # fmt: skip
-    if "per_tile" in metrics:
-        pt = metrics["per_tile"]["model"]
-        console.print(
-            f"count MSE per {tile_px}-px tile: {pt['mse']:.3f} (live {pt['mse_live']:.3f}, dead {pt['mse_dead']:.3f})"
-        )
-    if "detection" in metrics:
-        d = metrics["detection"]["model"]
-        console.print(f"nucleus detection: precision {d['precision']:.3f}, recall {d['recall']:.3f}, F1 {d['f1']:.3f}")

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from livedead.data.tiling import tile_starts
-from livedead.data.transforms import normalize_
+from livedead.data.transforms import Normalization, normalize_
 from livedead.errors import LivedeadError
 from livedead.model.checkpoint import load_network
 
@@ -38,7 +38,7 @@ class LoadedModel:
 
     net: nn.Module
     class_names: list[str]
-    normalization: dict[str, Any]
+    normalization: Normalization
     tile: int
     divisor: int
     foreground_threshold: float | None = None
@@ -55,14 +55,13 @@ class LoadedModel:
 
 def load_model(ckpt: str | Path, device: str | torch.device = "cpu", tile: int = 160) -> LoadedModel:
     """Rebuild the network of a livedead checkpoint, whatever its class, and load its weights."""
-    net, info = load_network(ckpt)
+    net, record = load_network(ckpt)
+    assert record.normalization is not None  # load_network refuses a checkpoint without
     # channels-last: oneDNN's convolutions run about twice as fast in it on a CPU (and GPUs favour it too)
     net.to(device, memory_format=torch.channels_last)
     divisor = int(getattr(net, "size_divisor", 1))
-    threshold = info.get("foreground_threshold")
-    return LoadedModel(
-        net, list(info["class_names"]), dict(info["normalization"]), tile, divisor, threshold, dict(info["net"])
-    )
+    normalization = Normalization.from_dict(record.normalization)
+    return LoadedModel(net, record.class_names, normalization, tile, divisor, record.foreground_threshold, record.net)
 
 
 def gaussian_map(size: int, sigma_scale: float = 1 / 8) -> np.ndarray:

@@ -1,14 +1,17 @@
 """Checkpoints that describe their own network: read them, rebuild the network, load its weights.
 
 Training (:class:`livedead.model.module.LiveDeadModule`) writes a ``livedead`` entry into every
-checkpoint: the class names, the network as ``{"_target_": "<module>.<Class>", **arguments}``
-and the input normalisation. With it, inference rebuilds whatever network was trained from the
-checkpoint alone, with torch and nothing else of the training stack.
+checkpoint, :class:`CheckpointRecord`: the class names, the network as
+``{"_target_": "<module>.<Class>", **arguments}``, the input normalisation, the counting
+threshold, the last validation's metrics and the wells held out for validation. With it,
+inference rebuilds whatever network was trained from the checkpoint alone, with torch and nothing
+else of the training stack. This module is the one that writes and reads that entry.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,46 @@ from livedead.errors import LivedeadError
 
 LEGACY_NET = "livedead.model.unet.UNet"
 """The network of checkpoints written before they named their ``_target_``."""
+RECORD_KEY = "livedead"
+"""The checkpoint's entry that holds the :class:`CheckpointRecord`."""
+
+
+@dataclass
+class CheckpointRecord:
+    """What a checkpoint says about its run besides the weights, stored as plain types under ``livedead``."""
+
+    class_names: list[str]
+    net: dict[str, Any]
+    """How to rebuild the network: ``_target_`` and the constructor's arguments (:func:`net_spec`)."""
+    normalization: dict[str, Any] | None = None
+    """The normalisation record as plain types (:class:`livedead.data.transforms.Normalization`);
+    None for a module saved outside a run with a datamodule."""
+    foreground_threshold: float | None = None
+    """Counting's calibrated P(nucleus) threshold (None before the first validation, or in older checkpoints)."""
+    validated: dict[str, float] = field(default_factory=dict)
+    """The last validation's metrics (``val/...``)."""
+    held_out_wells: list[str] | None = None
+    """The wells the training data held out for validation; None in checkpoints written before they
+    recorded them (their tile file still says)."""
+
+    def save(self, checkpoint: dict[str, Any]) -> None:
+        """Into a checkpoint being saved."""
+        checkpoint[RECORD_KEY] = asdict(self)
+
+    @classmethod
+    def of(cls, checkpoint: dict[str, Any]) -> CheckpointRecord | None:
+        """A checkpoint's record; None if it has none (not a livedead checkpoint)."""
+        entry = checkpoint.get(RECORD_KEY)
+        if not entry:
+            return None
+        return cls(
+            class_names=list(entry.get("class_names") or []),
+            net=dict(entry.get("net") or {}),
+            normalization=entry.get("normalization"),
+            foreground_threshold=entry.get("foreground_threshold"),
+            validated=dict(entry.get("validated") or {}),
+            held_out_wells=None if entry.get("held_out_wells") is None else list(entry["held_out_wells"]),
+        )
 
 
 def read_checkpoint(path: str | Path, key: str) -> dict[str, Any]:
@@ -85,21 +128,21 @@ def build_net(spec: dict[str, Any], source: str | Path) -> nn.Module:
         raise LivedeadError(f"{source}: network '{target}' cannot be built from {spec}: {err}") from None
 
 
-def load_network(path: str | Path, key: str = "ckpt") -> tuple[nn.Module, dict[str, Any]]:
-    """The trained network of a livedead checkpoint (weights loaded, eval mode) and its ``livedead`` entry.
+def load_network(path: str | Path, key: str = "ckpt") -> tuple[nn.Module, CheckpointRecord]:
+    """The trained network of a livedead checkpoint (weights loaded, eval mode) and its record.
 
-    The entry holds ``class_names``, ``net`` (the spec) and ``normalization``; a checkpoint
-    without them cannot be used for inference, since its input scaling would be a guess.
+    A checkpoint without the network's spec or the normalisation cannot be used for inference,
+    since its input scaling would be a guess.
     """
     checkpoint = read_checkpoint(path, key)
-    info = checkpoint.get("livedead")
-    if not info or not info.get("net"):
+    record = CheckpointRecord.of(checkpoint)
+    if record is None or not record.net:
         raise LivedeadError(f"{path}: expected a livedead checkpoint (with a 'livedead' entry), found none")
-    if not info.get("normalization"):
+    if not record.normalization:
         raise LivedeadError(
             f"{path}: expected the input normalisation of training in the checkpoint, found none "
             "(saved outside a run with a datamodule?)"
         )
-    net = build_net(info["net"], path)
+    net = build_net(record.net, path)
     net.load_state_dict(net_state_dict(checkpoint))
-    return net.eval(), info
+    return net.eval(), record

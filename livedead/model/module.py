@@ -31,7 +31,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from livedead import CLASS_NAMES
 from livedead.errors import LivedeadError
-from livedead.model.checkpoint import load_matching_weights, net_spec
+from livedead.model.checkpoint import CheckpointRecord, load_matching_weights, net_spec
 from livedead.model.metrics import AreaMatchedThreshold, BinnedPRCurve, argmax_classes, confusion_scores
 from livedead.viz.figures import confusion_figure
 from livedead.viz.overlays import overlay_grid
@@ -167,18 +167,21 @@ class LiveDeadModule(L.LightningModule):
             tiles = dm.overlay_tiles(self.hparams.overlay_tiles)
             self.overlay_images, self.overlay_labels = tiles["image"], tiles["label"]
         self.normalization = dm.normalization()
+        self.held_out_wells = list(dm.info.held_out_wells)  # wt-b: recorded in checkpoints, for predict wells=held_out
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Everything inference needs besides the weights: classes, network, input normalisation."""
-        checkpoint["livedead"] = {
-            "class_names": self.class_names,
-            "net": self.net_spec,
-            "normalization": getattr(self, "normalization", None),
-            "foreground_threshold": self.foreground_threshold,
-            "validated": {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
+        normalization = getattr(self, "normalization", None)
+        CheckpointRecord(  # wt-b: the record's one writer and reader is model/checkpoint.py
+            class_names=self.class_names,
+            net=self.net_spec,
+            normalization=normalization.to_dict() if normalization is not None else None,
+            foreground_threshold=self.foreground_threshold,
+            validated={k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
             if self._trainer is not None
             else {},
-        }
+            held_out_wells=getattr(self, "held_out_wells", None),
+        ).save(checkpoint)
         # what TensorBoard has of the run so far goes to disk with the checkpoint: a killed run then
         # loses none of the steps it resumes after (the later ones it purges, as they are redone)
         for logger in self.loggers:
@@ -215,7 +218,8 @@ class LiveDeadModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resumed_rng = checkpoint.get("livedead_rng")
         self._unlogged = checkpoint.get("livedead_unlogged")
-        self._validated = dict(checkpoint.get("livedead", {}).get("validated") or {})
+        record = CheckpointRecord.of(checkpoint)  # wt-b: read through the record's owner
+        self._validated = record.validated if record is not None else {}
 
     def on_train_epoch_end(self) -> None:
         new = self.skipped_tiles - self._skipped_reported

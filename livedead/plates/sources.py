@@ -5,12 +5,8 @@ nothing downstream ever holds the whole plate. An image that cannot be read is y
 ``error`` set, so a caller decides whether to stop (prepare) or to go on (predict). Images of a
 TIFF folder may differ in size: whole-well prediction takes each as it is.
 
-HDF5 plate layout (written by :mod:`livedead.plates.synthetic`; real data may use it too):
-
-* ``/images`` (wells, timepoints, channels, H, W), any integer or float dtype, with
-  ``attrs["channels"]`` naming the channels (else the config's ``channels`` list).
-* optional ``/truth/labels`` (wells, timepoints, H, W) uint8, ``/truth/live_count`` and
-  ``/truth/dead_count`` (wells, timepoints).
+HDF5 plate file: the layout of :mod:`livedead.plates.platefile`, its one writer and reader (the
+synthetic generator and stitching write through it; real data may use it too).
 
 Image folder: one stitched multi-channel image per well and time point, named by a regular
 expression with the groups ``well`` and ``time`` (default ``A1_t003.tif``, ``A1_t003.ome.tif`` or
@@ -28,17 +24,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from livedead.errors import LivedeadError
 from livedead.plates.images import ImageMeta, pick_channels, read_image
-
-PLATE_FORMAT = "livedead-plate/2"
-"""The raw plate layout's version (``attrs["format"]``); version 2 adds ``/truth/instances``."""
-
-PLATE_CHANNELS = ("brightfield", "hoechst", "draq7")
-"""The channels a plate carries by default: transmitted light, then the two stains."""
+from livedead.plates.platefile import PLATE_CHANNELS, PlateTruth, describe_plate, read_plate_image, read_truth
 
 
 @dataclass
@@ -88,13 +78,11 @@ class ImageReader:
             except LivedeadError as err:
                 return PlateImage(w, t, {}, error=str(err))
             return PlateImage(w, t, data)
-        with _open_h5(self.source) as f:
-            try:
-                data = f[self.images_key][w, t]
-                lab = f["truth/labels"][w, t] if self.has_truth else None
-            except OSError as err:
-                msg = f"{self.source}: cannot read image (well {w}, time {t}) of '/{self.images_key}': found {err}"
-                return PlateImage(w, t, {}, error=msg)
+        try:
+            data, lab = read_plate_image(self.source, index, self.images_key, self.has_truth)
+        except OSError as err:
+            msg = f"{self.source}: cannot read image (well {w}, time {t}) of '/{self.images_key}': found {err}"
+            return PlateImage(w, t, {}, error=msg)
         return PlateImage(w, t, dict(zip(self.names, data, strict=True)), lab)
 
 
@@ -128,6 +116,10 @@ class Plate:
                 f"(set config key 'channels' to name them in order)"
             )
 
+    def truth(self) -> PlateTruth:
+        """The counts and nuclei the plate records as true: a plate file's ``/truth``; none for a folder."""
+        return read_truth(self.source) if self.reader is not None and self.reader.files is None else PlateTruth()
+
 
 def open_plate(
     path: str | Path,
@@ -145,50 +137,23 @@ def open_plate(
     return _hdf5_plate(path, channels, images_key)
 
 
-def _open_h5(path: Path) -> h5py.File:
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        reason = str(err).split("(", 1)[-1].rstrip(")") if "(" in str(err) else str(err)
-        raise LivedeadError(f"{path}: expected a readable HDF5 file, found {reason}") from None
-
-
 def _hdf5_plate(path: Path, channels: Sequence[str] | None, images_key: str) -> tuple[Plate, Iterator[PlateImage]]:
-    with _open_h5(path) as f:
-        if images_key not in f:
-            raise LivedeadError(f"{path}: dataset '/{images_key}' not found (found {sorted(f.keys())})")
-        ds = f[images_key]
-        if ds.ndim != 5:
-            raise LivedeadError(
-                f"{path}: dataset '/{images_key}': expected 5 dims (wells, timepoints, channels, H, W), "
-                f"found shape {ds.shape}"
-            )
-        names = [str(c) for c in ds.attrs.get("channels", channels or [])]
-        if len(names) != ds.shape[2]:
-            raise LivedeadError(
-                f"{path}: dataset '/{images_key}' has {ds.shape[2]} channels, but the channel names are {names}"
-            )
-        has_truth = "truth/labels" in f
-        if has_truth and f["truth/labels"].shape != (*ds.shape[:2], *ds.shape[3:]):
-            raise LivedeadError(
-                f"{path}: dataset '/truth/labels': expected shape {(*ds.shape[:2], *ds.shape[3:])}, "
-                f"found {f['truth/labels'].shape}"
-            )
-        wells = [str(w) for w in f.attrs.get("wells", [f"W{i + 1:02d}" for i in range(ds.shape[0])])]
-        plate = Plate(
-            source=path,
-            wells=wells,
-            timepoints=ds.shape[1],
-            shape=(ds.shape[3], ds.shape[4]),
-            dtype=ds.dtype,
-            channels=names,
-            has_truth=has_truth,
-            n_images=ds.shape[0] * ds.shape[1],
-            index=[(w, t) for w in range(ds.shape[0]) for t in range(ds.shape[1])],
-            pixel_size_um=float(f.attrs["pixel_size_um"]) if "pixel_size_um" in f.attrs else None,
-            time_interval_h=float(f.attrs["time_interval_h"]) if "time_interval_h" in f.attrs else None,
-            reader=ImageReader(path, names, images_key, has_truth),
-        )
+    info = describe_plate(path, channels, images_key)
+    wells, timepoints = info.shape[:2]
+    plate = Plate(
+        source=path,
+        wells=info.attrs.wells,
+        timepoints=timepoints,
+        shape=(info.shape[3], info.shape[4]),
+        dtype=info.dtype,
+        channels=info.channels,
+        has_truth=info.has_truth,
+        n_images=wells * timepoints,
+        index=[(w, t) for w in range(wells) for t in range(timepoints)],
+        pixel_size_um=info.attrs.pixel_size_um,
+        time_interval_h=info.attrs.time_interval_h,
+        reader=ImageReader(path, info.channels, images_key, info.has_truth),
+    )
     return plate, map(plate.reader, plate.index)
 
 

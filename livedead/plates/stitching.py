@@ -40,16 +40,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 from rich.progress import Progress
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
 from livedead.errors import LivedeadError
-from livedead.files import atomic_path, remove_stale_temporaries
+from livedead.files import remove_stale_temporaries
 from livedead.plates.images import ImageMeta, pick_channels, read_image
-from livedead.plates.sources import PLATE_CHANNELS, PLATE_FORMAT
+from livedead.plates.platefile import PLATE_CHANNELS, PlateAttrs, write_plate
 
 ORDERS = ("row-major", "snake", "column-major", "column-snake")
 """How the stage visited the grid: left to right row by row, the same turning at each row's end
@@ -467,30 +466,21 @@ def stitch(folder: str | Path, output: str | Path, cfg: StitchConfig) -> StitchS
         canvas = (int(sizes[:, 0].min()), int(sizes[:, 1].min()))  # the same for every well
         weight = ramp(shape)
         task = bar.add_task("stitching", total=len(found.wells) * len(found.times))
-        with atomic_path(output) as tmp, h5py.File(tmp, "w") as f:
-            images = f.create_dataset(
-                "images",
-                (len(found.wells), len(found.times), len(cfg.channels), *canvas),
-                dtype,
-                chunks=(1, 1, 1, *canvas),
-            )
-            images.attrs["channels"] = list(cfg.channels)
-            positions = f.create_dataset("stitch/positions", (len(found.wells), len(found.times), n, 2), np.int64)
-            positions.attrs["order"] = "row-major grid index (row * cols + col); (y, x) px"
-            f.attrs["format"] = PLATE_FORMAT
-            f.attrs["wells"] = found.wells
-            f.attrs["stitch"] = json.dumps(asdict(cfg))  # the settings it was stitched with
-            if pixel:
-                f.attrs["pixel_size_um"] = float(pixel)
-            if cfg.time_interval_h:
-                f.attrs["time_interval_h"] = float(cfg.time_interval_h)
+        attrs = PlateAttrs(
+            wells=found.wells,
+            pixel_size_um=float(pixel) if pixel else None,
+            time_interval_h=float(cfg.time_interval_h) if cfg.time_interval_h else None,
+            stitch=json.dumps(asdict(cfg)),  # the settings it was stitched with
+        )
+        plate_shape = (len(found.wells), len(found.times), len(cfg.channels), *canvas)
+        with write_plate(output, attrs, plate_shape, dtype, cfg.channels, fields=n) as plate:
             for w, well in enumerate(found.wells):
                 for t, time in enumerate(found.times):
                     reg = registrations.get((well, time)) or registrations[(well, times[0])]
                     grid, _ = load(well, time)
-                    for c, channel in enumerate(cfg.channels):
-                        images[w, t, c] = blend([g[channel] for g in grid], reg.positions, canvas, weight, dtype)
-                    positions[w, t] = reg.positions
+                    image = [blend([g[c] for g in grid], reg.positions, canvas, weight, dtype) for c in cfg.channels]
+                    plate.write_image(w, t, np.stack(image))
+                    plate.write_positions(w, t, reg.positions)
                     bar.advance(task)
     fallback = {well: reg.fallback for (well, _), reg in registrations.items() if reg.fallback}
     return StitchSummary(

@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import h5py
 import numpy as np
 import tifffile
 from rich.progress import Progress
@@ -35,7 +34,8 @@ from scipy import ndimage
 from livedead.errors import LivedeadError
 from livedead.files import atomic_path
 from livedead.plates.images import write_ome_tiff
-from livedead.plates.sources import PLATE_CHANNELS, PLATE_FORMAT
+from livedead.plates.platefile import PLATE_CHANNELS, PlateAttrs, write_plate
+from livedead.plates.sources import open_plate
 from livedead.plates.stitching import ORDERS, grid_cell
 
 _MARGIN = 18  # px at magnification 1: cell centres stay this far inside the image, so every counted cell is whole
@@ -286,33 +286,25 @@ def render_image(spec: PlateSpec, cells: Cells, well: int, t: int) -> tuple[np.n
 
 
 def generate_plate(path: str | Path, spec: PlateSpec, progress: bool = True) -> Path:
-    """Write a raw plate file (layout in the module docstring of :mod:`livedead.plates.sources`)."""
+    """Write a raw plate file, truth included (layout: :mod:`livedead.plates.platefile`)."""
     spec.validate()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    w, t, h, wd = spec.wells, spec.timepoints, spec.height, spec.width
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f, Progress(disable=not progress) as bar:
-        images = f.create_dataset("images", (w, t, 3, h, wd), np.uint16, chunks=(1, 1, 1, h, wd))
-        images.attrs["channels"] = list(PLATE_CHANNELS)
-        truth = f.create_group("truth")
-        labels = truth.create_dataset("labels", (w, t, h, wd), np.uint8, chunks=(1, 1, h, wd), compression="lzf")
-        instances = truth.create_dataset("instances", (w, t, h, wd), np.uint32, chunks=(1, 1, h, wd), compression="lzf")
-        live = truth.create_dataset("live_count", (w, t), np.int64)
-        dead = truth.create_dataset("dead_count", (w, t), np.int64)
-        truth.create_dataset("death_hazard", data=death_hazards(spec))
-        f.attrs["format"] = PLATE_FORMAT
-        f.attrs["spec"] = json.dumps(asdict(spec))
-        f.attrs["wells"] = [f"W{i + 1:02d}" for i in range(w)]
-        f.attrs["time_interval_h"] = spec.time_interval_h
+    w, t = spec.wells, spec.timepoints
+    attrs = PlateAttrs(
+        wells=[f"W{i + 1:02d}" for i in range(w)], time_interval_h=spec.time_interval_h, spec=json.dumps(asdict(spec))
+    )
+    shape = (w, t, len(PLATE_CHANNELS), spec.height, spec.width)
+    with (
+        write_plate(path, attrs, shape, np.dtype(np.uint16), PLATE_CHANNELS, death_hazard=death_hazards(spec)) as plate,
+        Progress(disable=not progress) as bar,
+    ):
         task = bar.add_task("synthetic plate", total=w * t)
         for well in range(w):
             for tp, cells in enumerate(simulate_well(spec, well)):
                 image, lab, inst = render_image(spec, cells, well, tp)
-                images[well, tp] = image
-                labels[well, tp] = lab
-                instances[well, tp] = inst
-                live[well, tp] = int(cells.alive.sum())
-                dead[well, tp] = int((~cells.alive).sum())
+                plate.write_image(well, tp, image)
+                plate.write_truth(well, tp, lab, inst, int(cells.alive.sum()), int((~cells.alive).sum()))
                 bar.advance(task)
     return path
 
@@ -352,44 +344,45 @@ def write_fields(plate: str | Path, folder: str | Path, grid: FieldGrid) -> Path
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([grid.seed, 11])
     rows_out = ["well,field,row,col,y,x"]
-    with h5py.File(plate, "r") as f:
-        images = f["images"]
-        names = [str(c) for c in images.attrs["channels"]]
-        wells = [str(w) for w in f.attrs["wells"]]
-        h, w = images.shape[3:]
-        size, step = [], []
-        for n, k in ((h, grid.rows), (w, grid.cols)):
-            s = int((n - 2 * grid.jitter) / (k - (k - 1) * grid.overlap))
-            while (k - 1) * round(s * (1 - grid.overlap)) + s + 2 * grid.jitter > n:  # the step rounds up
-                s -= 1
-            size.append(s)
-            step.append(round(s * (1 - grid.overlap)))
-        if min(size) < 16:
-            raise LivedeadError(f"{plate}: images of {h}x{w} px are too small for a {grid.rows}x{grid.cols} grid")
-        for wi, well in enumerate(wells):
-            cells = [grid_cell(k, grid.rows, grid.cols, grid.order) for k in range(grid.rows * grid.cols)]
-            true = [
-                (r * step[0] + grid.jitter + int(rng.integers(-grid.jitter, grid.jitter + 1)),
-                 c * step[1] + grid.jitter + int(rng.integers(-grid.jitter, grid.jitter + 1)))
-                for r, c in cells
-            ]  # fmt: skip
-            for k, ((r, c), (y, x)) in enumerate(zip(cells, true, strict=True)):
-                rows_out.append(f"{well},{k},{r},{c},{y},{x}")
-            for t in range(images.shape[1]):
-                image = images[wi, t]
-                for k, (y, x) in enumerate(true):
-                    data = image[:, y : y + size[0], x : x + size[1]]
-                    if grid.noise:
-                        noisy = data + rng.normal(0, grid.noise, data.shape)
-                        data = np.clip(np.rint(noisy), 0, np.iinfo(data.dtype).max).astype(data.dtype)
-                    name = f"{well}_f{k:03d}_t{t:03d}"
-                    if grid.ome_tiff:
-                        position = (y * grid.pixel_size_um, x * grid.pixel_size_um)
-                        with atomic_path(folder / f"{name}.ome.tif") as tmp:
-                            write_ome_tiff(tmp, data, names, grid.pixel_size_um, position)
-                    else:
-                        with atomic_path(folder / f"{name}.tif") as tmp:
-                            tifffile.imwrite(tmp, data, photometric="minisblack")
+    source, _ = open_plate(plate, channels=None)
+    assert source.reader is not None
+    names, wells, (h, w) = source.channels, source.wells, source.shape
+    size, step = [], []
+    for n, k in ((h, grid.rows), (w, grid.cols)):
+        s = int((n - 2 * grid.jitter) / (k - (k - 1) * grid.overlap))
+        while (k - 1) * round(s * (1 - grid.overlap)) + s + 2 * grid.jitter > n:  # the step rounds up
+            s -= 1
+        size.append(s)
+        step.append(round(s * (1 - grid.overlap)))
+    if min(size) < 16:
+        raise LivedeadError(f"{plate}: images of {h}x{w} px are too small for a {grid.rows}x{grid.cols} grid")
+    for wi, well in enumerate(wells):
+        cells = [grid_cell(k, grid.rows, grid.cols, grid.order) for k in range(grid.rows * grid.cols)]
+        true = [
+            (r * step[0] + grid.jitter + int(rng.integers(-grid.jitter, grid.jitter + 1)),
+             c * step[1] + grid.jitter + int(rng.integers(-grid.jitter, grid.jitter + 1)))
+            for r, c in cells
+        ]  # fmt: skip
+        for k, ((r, c), (y, x)) in enumerate(zip(cells, true, strict=True)):
+            rows_out.append(f"{well},{k},{r},{c},{y},{x}")
+        for t in range(source.timepoints):
+            read = source.reader((wi, t))
+            if read.error:
+                raise LivedeadError(read.error)
+            image = np.stack([read.channels[c] for c in names])
+            for k, (y, x) in enumerate(true):
+                data = image[:, y : y + size[0], x : x + size[1]]
+                if grid.noise:
+                    noisy = data + rng.normal(0, grid.noise, data.shape)
+                    data = np.clip(np.rint(noisy), 0, np.iinfo(data.dtype).max).astype(data.dtype)
+                name = f"{well}_f{k:03d}_t{t:03d}"
+                if grid.ome_tiff:
+                    position = (y * grid.pixel_size_um, x * grid.pixel_size_um)
+                    with atomic_path(folder / f"{name}.ome.tif") as tmp:
+                        write_ome_tiff(tmp, data, names, grid.pixel_size_um, position)
+                else:
+                    with atomic_path(folder / f"{name}.tif") as tmp:
+                        tifffile.imwrite(tmp, data, photometric="minisblack")
     positions = folder / "positions.csv"
     positions.write_text("\n".join(rows_out) + "\n")
     return positions

@@ -57,7 +57,7 @@ def count_figures(rows: list[dict[str, Any]]) -> tuple[Figure, Figure]:
     """Live and dead cells per well over time, and the dead fraction: the model's counts as solid lines,
     with the truth (or, lacking it, the stain-derived counts) dotted beside them.
 
-    ``rows`` are ``counts.csv``'s (:func:`livedead.inference.predictor.read_counts`). The time axis is in
+    ``rows`` are ``counts.csv``'s (:func:`livedead.inference.evaluation.read_counts`). The time axis is in
     hours where the rows carry ``time_h`` (the plate records its interval), else in time points;
     either way, whole ticks.
     """
