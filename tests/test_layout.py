@@ -166,3 +166,42 @@ def test_a_non_editable_install_runs_from_any_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((empty / "data" / "synthetic").glob("tiles-*.h5")), "the synthetic default was generated"
     assert list((empty / "outputs" / "runs").glob("*/result.json"))
+
+
+def test_each_file_format_has_one_owner():
+    """Only a format's owner opens it with ``h5py.File``, touches its HDF5 attributes, or reads its record's keys."""
+    h5_owners = {
+        "livedead.data.tilefile": "the tile file",
+        "livedead.plates.platefile": "the plate file",
+        "livedead.inference.predictor": "the probabilities it writes (save=hdf5), read by no module",
+    }
+    attrs_owners = {"livedead.data.tilefile", "livedead.plates.platefile"}
+    record = ("livedead", "class_names", "net", "normalization", "foreground_threshold", "validated", "held_out_wells")
+    key_owners = {k: {"livedead.model.checkpoint"} for k in record}  # the checkpoint record: its entry and keys
+    key_owners["class_names"].add("livedead.data.tilefile")  # the tile file's attribute of that name
+    key_owners |= {k: {"livedead.data.transforms"} for k in ("mode", "mean", "std", "percentiles")}  # normalisation
+    problems = []
+    for path in PACKAGE.rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for node in ast.walk(ast.parse(path.read_text())):
+            where = f"{module}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                func = node.func
+                opens = func.attr == "File" and isinstance(func.value, ast.Name) and func.value.id == "h5py"
+                if opens and module not in h5_owners:
+                    problems.append(f"{where} opens an HDF5 file (owners: {sorted(h5_owners)})")
+                on_attrs = isinstance(func.value, ast.Attribute) and func.value.attr == "attrs"
+                if on_attrs and func.attr in ("get", "update", "create", "modify") and module not in attrs_owners:
+                    problems.append(f"{where} touches HDF5 attributes with .attrs.{func.attr}")
+                if func.attr == "get" and node.args and isinstance(node.args[0], ast.Constant):
+                    owners = key_owners.get(node.args[0].value, {module})
+                    if module not in owners:
+                        problems.append(f"{where} reads the key {node.args[0].value!r} (owners: {sorted(owners)})")
+            if isinstance(node, ast.Subscript):
+                if isinstance(node.value, ast.Attribute) and node.value.attr == "attrs" and module not in attrs_owners:
+                    problems.append(f"{where} indexes HDF5 attributes")
+                if isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+                    owners = key_owners.get(node.slice.value, {module})
+                    if module not in owners:
+                        problems.append(f"{where} indexes the key {node.slice.value!r} (owners: {sorted(owners)})")
+    assert not problems, "\n".join(sorted(problems))

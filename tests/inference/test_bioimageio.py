@@ -20,7 +20,7 @@ def test_an_exported_model_passes_bioimageio_validation_and_reproduces_its_test_
     assert [c for c in descr.outputs[0].axes[1].channel_names] == ["background", "dapi", "cy5"]
     pre = next(p for p in descr.inputs[0].preprocessing if p.id == "fixed_zero_mean_unit_variance")
     model = load_model(tiny_ckpt)
-    assert pre.kwargs.mean == pytest.approx(model.normalization["mean"])  # the training normalisation
+    assert pre.kwargs.mean == pytest.approx(model.normalization.mean)  # the training normalisation
     # what a consumer runs: the declared preprocessing, the TorchScript weights, the softmax
     raw = np.load(out / "test_input.npy")
     x = torch.from_numpy((raw - pre.kwargs.mean) / pre.kwargs.std).float()

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from livedead.data.transforms import Normalization
 from livedead.errors import LivedeadError
 from livedead.inference.sliding_window import LoadedModel, load_model, predict_image
 
@@ -20,7 +21,7 @@ class Constant(nn.Module):
 
 
 def constant_model(logits=(0.3, 1.2, -0.5)):
-    return LoadedModel(Constant(list(logits)), ["background", "dapi", "cy5"], {"mode": "none"}, 160, 16)
+    return LoadedModel(Constant(list(logits)), ["background", "dapi", "cy5"], Normalization("none"), 160, 16)
 
 
 @pytest.mark.parametrize(("mode", "blending"), [("blend", "gaussian"), ("blend", "constant"), ("crop", "gaussian")])
