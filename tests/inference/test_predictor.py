@@ -6,9 +6,13 @@ import shutil
 
 import h5py
 import numpy as np
+import pytest
 import tifffile
 import torch
 
+from livedead.data.tilefile import read_tile_attrs
+from livedead.errors import LivedeadError
+from livedead.inference.predictor import held_out_wells
 from livedead.plates.images import read_image
 from tests.conftest import assert_one_line_error, run_cli
 
@@ -52,6 +56,25 @@ def test_held_out_wells_and_hdf5_probabilities(tiny_ckpt, plate_path, tmp_path):
         assert f["probs"].shape == (3, 256, 320)
         assert f["classes"].shape == (256, 320)
     assert len(wells) == 1
+
+
+def test_held_out_wells_come_from_the_checkpoint_and_older_ones_from_their_tile_file(tiny_ckpt, tiles_path, tmp_path):
+    """A checkpoint records its held-out wells: predict needs no tile file. One written before that
+    reads them from its tile file, and says in one line when the file is gone."""
+    ckpt = torch.load(tiny_ckpt, weights_only=True)
+    held_out = ckpt["livedead"]["held_out_wells"]
+    assert held_out == read_tile_attrs(tiles_path).held_out_wells
+    assert len(held_out) == 1
+    ckpt["datamodule_hyper_parameters"]["path"] = str(tmp_path / "moved.h5")  # the tile file is gone
+    torch.save(ckpt, tmp_path / "moved.ckpt")
+    assert held_out_wells(tmp_path / "moved.ckpt") == held_out
+    del ckpt["livedead"]["held_out_wells"]  # as written before checkpoints recorded them
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    with pytest.raises(LivedeadError, match="old.ckpt: config key 'wells=held_out': this checkpoint predates"):
+        held_out_wells(tmp_path / "old.ckpt")
+    ckpt["datamodule_hyper_parameters"]["path"] = str(tiles_path)
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    assert held_out_wells(tmp_path / "old.ckpt") == held_out
 
 
 def test_ome_tiff_predictions_carry_channel_names_and_pixel_size(tiny_ckpt, plate_path, tmp_path):
