@@ -14,8 +14,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from livedead.config.resolvers import run_dir
+from livedead.config.training import run
 from livedead.errors import LivedeadError
-from livedead.train import run
 from tests.conftest import ROOT, CliResult, assert_one_line_error, run_cli, run_subprocess
 
 TINY = [
