@@ -160,7 +160,9 @@ class ChunkBatchSampler(DistributedSampler):
         mine = batches[self.rank * per_rank : (self.rank + 1) * per_rank]
         if self.chunk_major and self.num_workers > 1:
             mine = self.deal_to_workers(mine)
-        yield from mine[self.batches_done :] if self.batches_done < len(mine) else mine  # (all done: again)
+        if self.batches_done >= len(mine):  # all done: the epoch again, from its first batch
+            self.batches_done = 0
+        yield from mine[self.batches_done :]
 
     def deal_to_workers(self, batches: list[Batch]) -> list[Batch]:
         """Reorder chunk-major batches so that DataLoader's round-robin gives each worker whole chunks.
