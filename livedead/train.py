@@ -29,8 +29,9 @@ def cli() -> None:
     argv = sys.argv[1:]
     conf_dir = Path(str(files("livedead.conf")))
     problem = resolvers.unknown_group_choice(argv, conf_dir) or resolvers.unwritable_output(argv)
-    if problem:
-        sys.exit(f"{PROG}: error: {problem}")
+    if problem:  # bad input: one line and exit 2, as everywhere (sys.exit of a message would be 1)
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        sys.exit(2)
     run_app(main, PROG)
 
 
