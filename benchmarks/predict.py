@@ -27,6 +27,7 @@ import torch
 from _common import RssSampler
 from monai.inferers import sliding_window_inference
 
+from livedead.config.training import training_data
 from livedead.data.datamodule import TileDataModule
 from livedead.data.preparation import prepare_synthetic
 from livedead.inference.sliding_window import load_model, predict_image
@@ -43,7 +44,10 @@ def train_small(tmp: Path) -> Path:
                             overlay_tiles=0)  # fmt: skip
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp)  # fmt: skip
-    trainer.fit(module, datamodule=TileDataModule(tiles, batch_size=50, num_workers=0))
+    datamodule = TileDataModule(tiles, batch_size=50, num_workers=0)
+    datamodule.setup("fit")
+    module.use_data(training_data(datamodule, 0))
+    trainer.fit(module, datamodule=datamodule)
     ckpt = tmp / "small.ckpt"
     trainer.save_checkpoint(ckpt)
     return ckpt

@@ -1,275 +1,24 @@
 """``python train.py [group=option ...] [-m]`` (or ``livedead-train``): train the live/dead U-Net.
 
-Instantiates the datamodule, model, callbacks, loggers and trainer from the config, seeds
-everything, fits, validates the best checkpoint and returns the optimised metric (for sweepers).
-Every job writes ``result.json`` into its folder, finished or failed; in a multirun a failed job
-is recorded and the sweep goes on, and ``summary.csv``/``summary.md`` rank the jobs at the end.
-
-:func:`run` is the task; tests compose a config and call it in-process, as lightning-hydra-template does.
+Fits the datamodule, model, callbacks, loggers and trainer of the config and returns the optimised
+metric (for sweepers); every job writes ``result.json``, and a multirun ranks its jobs in
+``summary.csv``/``summary.md``. ``resume=<run folder>`` continues a run. The task is
+:func:`livedead.config.training.run`, the resume of a folder :mod:`livedead.config.resume`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
-import os
 import sys
-import time
-import traceback
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
 import hydra
-import lightning as L
-import torch
-import yaml
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf, open_dict
 
 from livedead.config import resolvers, schema
 from livedead.config.app import cli_errors, run_app
-from livedead.errors import LivedeadError, one_line
-from livedead.files import atomic_path, is_disk_full, no_room
-from livedead.model.module import Diverged
+from livedead.config.training import PROG, run
 
-PROG = "train.py"
 schema.store("train_schema", schema.TrainSettings)
-
-RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.min_epochs", "validate_best")
-
-
-def saved_config(run: Path) -> DictConfig:
-    """The config a run folder's latest session ran with: its latest resumed record, else its first.
-
-    Hydra records every session of a folder (``livedead.config.resolvers.hydra_subdir``): the first
-    in ``.hydra/``, each later one in ``.hydra/resume-<time>-<pid>/``, where ``resumed_config.yaml`` is
-    what that session actually ran (the first session's config with the changes it was allowed).
-    """
-    resumed = sorted(run.glob(".hydra/resume-*/resumed_config.yaml"))
-    return OmegaConf.load(resumed[-1] if resumed else run / ".hydra" / "config.yaml")
-
-
-def latest_checkpoint(run: Path) -> Path | None:
-    """The checkpoint of a run folder that got furthest: ``last.ckpt`` (the end of the last validated
-    epoch) or the periodic ``step_*.ckpt`` (mid-epoch), by global step."""
-    found = [
-        p
-        for p in (run / "checkpoints").glob("*.ckpt")
-        if (p.name == "last.ckpt" or p.name.startswith("step_")) and ".tmp-" not in p.name  # not a save cut off
-    ]
-    return max(found, key=lambda p: (checkpoint_step(str(p)), p.name == "last.ckpt"), default=None)
-
-
-def resume_config(run: Path) -> DictConfig:
-    """The saved config of the run in folder ``run``, to continue from its latest checkpoint.
-
-    Overrides that repeat the run's own settings are accepted (``++key=value`` as ``key=value``);
-    of the rest, only ``RESUMABLE_KEYS`` may change (to train longer, say). The result is recorded
-    beside this session's Hydra record.
-    """
-    saved, hydra_saved = run / ".hydra" / "config.yaml", run / ".hydra" / "hydra.yaml"
-    last = latest_checkpoint(run)
-    if not saved.exists():
-        raise LivedeadError(f"config key 'resume': expected a run folder with .hydra/config.yaml, found none in {run}")
-    if last is None:
-        raise LivedeadError(
-            f"config key 'resume': expected a run folder with checkpoints/last.ckpt or step_*.ckpt, found none in {run}"
-        )
-    for partial in (run / "checkpoints").glob("*.tmp-*"):  # a save the kill cut off
-        partial.unlink()
-    resumed = saved_config(run)
-    choices = OmegaConf.load(hydra_saved).hydra.runtime.choices if hydra_saved.exists() else {}
-    hc = HydraConfig.get()
-    for override in hc.overrides.task:
-        key, _, text = override.partition("=")
-        key = key.lstrip("+~")  # ++key=value forces a key that exists: the same key for comparison
-        if key in ("resume", "resume_sweep", "ckpt_path"):
-            continue
-        value = yaml.safe_load(text) if text else None  # Hydra override values are YAML scalars
-        if key in RESUMABLE_KEYS:
-            OmegaConf.update(resumed, key, value, force_add=True)
-            continue
-        old = choices.get(key) if key in choices else OmegaConf.select(resumed, key)
-        old = OmegaConf.to_container(old) if OmegaConf.is_config(old) else old
-        if old != value:
-            raise LivedeadError(
-                f"config key '{key}': a resumed run keeps its config ({key}={old}); "
-                f"only {', '.join(RESUMABLE_KEYS)} may change, found {key}={text}"
-            )
-    with open_dict(resumed):
-        resumed.resume = str(run)
-        resumed.ckpt_path = str(last)
-    record = Path(hc.runtime.output_dir) / str(hc.output_subdir)
-    if record.name != ".hydra":  # this session's own record, beside Hydra's
-        record.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(resumed, record / "resumed_config.yaml")
-    return resumed
-
-
-def check(cfg: DictConfig) -> None:
-    """Config errors that would otherwise surface only after data preparation or mid-training."""
-    if cfg.ckpt_path == "last" and not cfg.get("resume"):
-        raise LivedeadError("config key 'ckpt_path': 'last' continues a run: add resume=<run folder>")
-    lr = cfg.model.optimizer.get("lr")
-    if lr is not None and not lr > 0:
-        raise LivedeadError(f"config key 'model.optimizer.lr': expected > 0, found {lr}")
-    if cfg.data.batch_size < 1:
-        raise LivedeadError(f"config key 'data.batch_size': expected >= 1, found {cfg.data.batch_size}")
-    out = Path(HydraConfig.get().runtime.output_dir)
-    probe = out / ".write-test"
-    try:
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise LivedeadError(f"output folder {out}: expected a writable folder, found {err.strerror}") from None
-
-
-def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as flat ``a/b/c`` keys, for TensorBoard's HParams dashboard."""
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k not in ("_target_", "_partial_", "paths"):
-                    walk(v, f"{prefix}/{k}" if prefix else k)
-        else:
-            out[prefix] = node if isinstance(node, int | float | str | bool) else str(node)
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    choices = HydraConfig.get().runtime.choices
-    out.update({f"choice/{k}": v for k, v in choices.items() if not k.startswith("hydra/") and v})
-    return out
-
-
-def checkpoint_step(path: str) -> int:
-    """The global step a checkpoint was saved at (memory-mapped: the weights are not read)."""
-    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
-
-
-def first_unsaved_step(path: str) -> int:
-    """The first logged step that a run resumed from this checkpoint logs (again): its global step, or the
-    step whose metrics the checkpoint carries because it was saved before they were logged."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    unlogged = ckpt.get("livedead_unlogged")
-    return int(unlogged["step"]) if unlogged else int(ckpt.get("global_step", 0))
-
-
-def after_earlier_event_files(folder: Path) -> None:
-    """Wait, at most a second, until an event file made now sorts after the folder's others.
-
-    TensorBoard reads a folder's event files in name order, and a name begins with the second it
-    was made in, then the host and the process id: a session resumed within the second its killed
-    run started in could sort first, and its steps would be read before the ones it continues.
-    """
-    stamps = [int(p.name.split(".")[3]) for p in folder.glob("events.out.tfevents.*") if p.name.split(".")[3].isdigit()]
-    while stamps and time.time() < max(stamps) + 1:
-        time.sleep(0.05)
-
-
-def fit(cfg: DictConfig) -> dict[str, Any]:
-    """One training run; returns what ``result.json`` records."""
-    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # DDP ranks > 0 wait for Lightning's own call
-        datamodule.prepare_data()
-    datamodule.setup("fit")  # bad data fails here, before the trainer starts
-    L.seed_everything(cfg.seed, workers=True)
-    net_args = {k: v for k, v in OmegaConf.to_container(cfg.model.net, resolve=True).items() if k != "_target_"}
-    model = hydra.utils.instantiate(cfg.model, net_args=net_args, _convert_="all")
-    # a callback or logger set to null (callbacks.progress_bar=null) is switched off
-    callbacks = [hydra.utils.instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values() if c]
-    # A resumed run's TensorBoard events go on in the same folder; purge_step makes TensorBoard drop
-    # what the killed session logged after its last checkpoint, so no step shows twice.
-    purge = {"purge_step": first_unsaved_step(cfg.ckpt_path)} if cfg.ckpt_path else {}
-    loggers: list[Logger] = [
-        hydra.utils.instantiate(lg, _convert_="all", **(purge if lg._target_.endswith("TensorBoardLogger") else {}))
-        for lg in (cfg.get("logger") or {}).values()
-        if lg
-    ]
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    out = Path(HydraConfig.get().runtime.output_dir)
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            if purge:
-                after_earlier_event_files(Path(logger.log_dir))
-            logger.log_hyperparams(flat_hparams(cfg), {"hp_metric": -1.0})
-            print(f"TensorBoard logs: {logger.log_dir}    (tensorboard --logdir {out})")
-        else:  # MLflow, CSV: the whole config as parameters, so runs compare by any setting
-            logger.log_hyperparams(flat_hparams(cfg))
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    checkpoint = trainer.checkpoint_callback
-    best = getattr(checkpoint, "best_model_path", "") if checkpoint else ""
-    if cfg.validate_best and best:
-        validated = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
-        metrics.update({k: float(v) for k, v in validated[0].items()})
-    best_epoch = None
-    if best:
-        best_epoch = int(torch.load(best, map_location="cpu", weights_only=True, mmap=True)["epoch"])
-    return {"metrics": metrics, "best_ckpt": best, "best_epoch": best_epoch, "skipped_tiles": model.skipped_tiles}
-
-
-def run(cfg: DictConfig) -> float | None:
-    """One job: check the config, fit, and record ``result.json``; returns the optimised metric."""
-    hc = HydraConfig.get()
-    out = Path(hc.runtime.output_dir)
-    multirun = hc.mode == RunMode.MULTIRUN
-    if cfg.get("resume"):
-        cfg = resume_config(Path(cfg.resume))
-    elif multirun and hc.output_subdir != ".hydra":  # a sweep job run again in its own folder
-        previous = json.loads((out / "result.json").read_text()) if (out / "result.json").exists() else {}
-        if previous.get("status") in ("ok", "diverged"):
-            print(f"train.py: job {out.name} finished before ({previous['status']}): kept")
-            return previous.get("value") if previous["status"] == "ok" else math.nan
-        if latest_checkpoint(out) is not None:
-            print(f"train.py: job {out.name} was cut off: resuming it from its latest checkpoint")
-            cfg = resume_config(out)
-    result: dict[str, Any] = {
-        "job": out.name,
-        "overrides": ",".join(hc.overrides.task),
-        "metric": cfg.optimized_metric,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "pid": os.getpid(),
-    }
-    start = time.perf_counter()
-    try:
-        schema.check_targets(cfg)  # types of the trainer's, datamodule's, network's... keys: before any data
-        check(cfg)
-        result.update(fit(cfg))
-        value = result["metrics"].get(cfg.optimized_metric)
-        result.update(status="ok", value=value)
-    except Diverged as err:
-        result.update(status="diverged", value=None, error=str(err), diverged_step=err.step)
-        if not multirun:
-            raise LivedeadError(f"{out}: training diverged: {err} (a lower model.optimizer.lr?)") from None
-        print(f"train.py: job {out.name} diverged: {err}")
-        value = math.nan
-    except Exception as caught:
-        err = caught
-        if is_disk_full(caught) and not isinstance(caught, LivedeadError):  # a checkpoint, an event file, a log
-            err = LivedeadError(
-                f"{out}: no room to write the run's files ({no_room(caught)}); the files before are kept"
-            )
-        message = one_line(err) if isinstance(err, LivedeadError) else f"{type(err).__name__}: {err}"
-        result.update(status="failed", value=None, error=message.strip().splitlines()[0])
-        with contextlib.suppress(OSError):  # (a full disk may refuse the traceback too)
-            (out / "error.log").write_text(traceback.format_exc())
-        if not multirun:
-            raise err from None
-        print(f"train.py: job {out.name} failed: {result['error']} (traceback in {out / 'error.log'})")
-        value = math.nan
-    finally:
-        result["wall_s"] = round(time.perf_counter() - start, 1)
-        try:
-            with atomic_path(out / "result.json") as tmp:
-                tmp.write_text(json.dumps(result, indent=2, default=str))
-        except LivedeadError as err:  # the disk is full: the error that filled it is the one to report
-            print(f"{PROG}: {one_line(err)}", file=sys.stderr)
-    return value
 
 
 main = hydra.main(version_base="1.3", config_path="pkg://livedead.conf", config_name="train")(cli_errors(PROG)(run))
@@ -280,8 +29,9 @@ def cli() -> None:
     argv = sys.argv[1:]
     conf_dir = Path(str(files("livedead.conf")))
     problem = resolvers.unknown_group_choice(argv, conf_dir) or resolvers.unwritable_output(argv)
-    if problem:
-        sys.exit(f"{PROG}: error: {problem}")
+    if problem:  # bad input: one line and exit 2, as everywhere (sys.exit of a message would be 1)
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        sys.exit(2)
     run_app(main, PROG)
 
 

@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from skimage.transform import rescale
 
+from livedead.config.training import training_data
 from livedead.data.datamodule import TileDataModule
 from livedead.data.preparation import PrepareConfig, prepare
 from livedead.model.module import LiveDeadModule
@@ -77,8 +78,11 @@ def fitted(tiles_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     root = tmp_path_factory.mktemp("fit")
     torch.manual_seed(0)
     module = make_module()
+    datamodule = TileDataModule(tiles_path, batch_size=25, num_workers=0)
+    datamodule.setup("fit")
+    module.use_data(training_data(datamodule, module.hparams.overlay_tiles))
     trainer = make_trainer(root, 2)
-    trainer.fit(module, datamodule=TileDataModule(tiles_path, batch_size=25, num_workers=0))
+    trainer.fit(module, datamodule=datamodule)
     return root, trainer, module
 
 

@@ -14,8 +14,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from livedead.config.resolvers import run_dir
+from livedead.config.training import run
 from livedead.errors import LivedeadError
-from livedead.train import run
 from tests.conftest import ROOT, CliResult, assert_one_line_error, run_cli, run_subprocess
 
 TINY = [
@@ -277,6 +277,10 @@ def test_run_folders_never_collide():
 def test_unknown_group_option_lists_the_valid_ones(tiles_path, tmp_path):
     proc = train(tmp_path, tiles_path, "optimizer=rmsprop")
     assert_one_line_error(proc, "'optimizer'", "adam, adamw, sgd", "rmsprop")
+    assert proc.returncode == 2, "bad input exits 2, as the README promises"
+    nope = train(tmp_path, tiles_path, "model=nope")
+    assert_one_line_error(nope, "config group 'model'", "unet, unet_small", "'nope'")
+    assert nope.returncode == 2
 
 
 def test_missing_data_path(tmp_path):

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from livedead.config.resume import latest_checkpoint
 from livedead.data.datamodule import TileDataModule
 from livedead.errors import LivedeadError, one_line
 from tests.conftest import ROOT, assert_one_line_error, run_cli
@@ -123,10 +124,74 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tiles_path, tmp_path
     assert logged == list(range(2 * steps_per_epoch)), logged
 
 
+EXACT = ["data.batch_size=5", "trainer.max_epochs=2", "trainer.deterministic=true", "++trainer.limit_train_batches=6",
+         "model.optimizer.lr=0.01"]  # fmt: skip
+"""Two epochs of 6 of the 11 batches: an epoch that stops short, as in the reported run (limit_train_batches)."""
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiles_path, tmp_path_factory) -> Path:
+    """The run :data:`EXACT` describes, not killed: what every killed and resumed one must end as."""
+    cwd = tmp_path_factory.mktemp("uninterrupted")
+    proc = run_cli("livedead.train", "data=hdf5", f"data.path={tiles_path}", *TINY, *EXACT, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return only((cwd / "outputs" / "runs").iterdir())
+
+
+def scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("every_n_steps", "kill_at", "resumes_at"),
+    [
+        (100, "train_batch_start:8", 6),  # in the second epoch, before its first step checkpoint: from last.ckpt
+        (4, "train_batch_start:8", 8),  # just after the step checkpoint of step 8, before its metrics are flushed
+        (3, "validation_batch_end:12", 9),  # validating the second epoch: from the step checkpoint before it
+    ],
+    ids=["before_a_step_checkpoint", "after_a_step_checkpoint", "during_validation"],
+)
+def test_a_run_killed_anywhere_resumes_exactly(tiles_path, tmp_path, uninterrupted, every_n_steps, kill_at, resumes_at):
+    """SIGKILL (the process's own, at an exact point), resume: the same weights, the same logged steps, once each."""
+    args = ["data=hdf5", f"data.path={tiles_path}", *TINY, *EXACT, "+callbacks.kill._target_=tests.sigkill.KillAt",
+            f"callbacks.step_checkpoint.every_n_train_steps={every_n_steps}"]  # fmt: skip
+    env = {**os.environ, "LIVEDEAD_KILL_AT": kill_at}
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    killed = only((tmp_path / "outputs" / "runs").iterdir())
+    assert not (killed / "result.json").exists()
+    first_record = (killed / ".hydra" / "config.yaml").read_text()
+    assert torch.load(latest_checkpoint(killed), weights_only=True)["global_step"] == resumes_at
+
+    resumed = run_cli("livedead.train", f"resume={killed}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = weights(uninterrupted / "checkpoints" / "last.ckpt"), weights(killed / "checkpoints" / "last.ckpt")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
+    ra, rb = (json.loads((r / "result.json").read_text())["metrics"] for r in (uninterrupted, killed))
+    for key in ("val/pr_auc/macro", "val/loss", "val/pr_auc/dapi"):
+        assert rb[key] == pytest.approx(ra[key], abs=1e-6), key
+    # every step logged once, with the uninterrupted run's values: the killed session's steps after
+    # its checkpoint are purged and logged again
+    for tag in ("train/loss_step", "val/loss"):
+        straight, again = scalars(uninterrupted, tag), scalars(killed, tag)
+        assert [s for s, _ in again] == [s for s, _ in straight], tag
+        assert [v for _, v in again] == pytest.approx([v for _, v in straight], abs=1e-6), tag
+    assert [s for s, _ in scalars(killed, "train/loss_step")] == list(range(12))
+    assert (killed / ".hydra" / "config.yaml").read_text() == first_record, "the first record is kept"
+    assert sorted(p.name for p in (killed / ".hydra").iterdir())[0] == "config.yaml"
+    assert len(list(killed.glob(".hydra/resume-*/resumed_config.yaml"))) == 1
+
+
 def test_a_resumed_sessions_event_file_sorts_after_the_killed_ones(tmp_path):
     """TensorBoard reads event files in name order (creation second, host, pid): a session resumed in the
     second its killed run began must wait for the next second, or its steps would be read first."""
-    from livedead.train import after_earlier_event_files
+    from livedead.config.resume import after_earlier_event_files
 
     now = int(time.time())
     (tmp_path / f"events.out.tfevents.{now}.host.99999.0").write_bytes(b"")
@@ -465,6 +530,4 @@ saver.save_checkpoint({"name": "B", "w": torch.ones(100_000)}, "checkpoints/last
     proc.wait(30)
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["name"] == "A"
     assert [p.name for p in (tmp_path / "checkpoints").glob("last.tmp-*.ckpt")], "B's partial file, under another name"
-    from livedead.train import latest_checkpoint
-
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "last.ckpt"

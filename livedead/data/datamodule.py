@@ -15,13 +15,13 @@ value checks run on every batch read; both fail with one line naming the file an
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
 from livedead.data.dataset import ON_BAD_CHUNK, TileBatches, TileLoader
@@ -32,6 +32,30 @@ from livedead.data.transforms import NORMALIZE_MODES, Normalization, dihedral_au
 from livedead.errors import LivedeadError
 
 OUTPUT_RING = 3  # normalised batches alive at once: the one in use, its backward, one spare
+
+
+class TrainLoader(TileLoader):
+    """The training loader, which resumes mid-epoch through Lightning's own interface.
+
+    Lightning's fit loop saves the ``state_dict()`` of a train dataloader that has one in every
+    checkpoint (``loops.fit_loop.state_dict.combined_loader``) and hands it to ``load_state_dict()``
+    when a run resumes. The state is the sampler's (:meth:`ChunkBatchSampler.state_dict`: the epoch
+    and the batches done), counted here as the batches are handed out: the workers draw from the
+    sampler ahead of training.
+    """
+
+    sampler: ChunkBatchSampler
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for batch in super().__iter__():
+            self.sampler.batches_done += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.load_state_dict(state)
 
 
 class TileDataModule(L.LightningDataModule):
@@ -99,7 +123,6 @@ class TileDataModule(L.LightningDataModule):
         self.std = 1.0
         self._outputs: dict[tuple[torch.device, torch.Size], list[torch.Tensor]] = {}  # see normalize()
         self._output_slot = 0
-        self._resume_after: int | None = None  # batches of its epoch a checkpoint's run had done
 
     # -- setup ---------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -179,6 +202,7 @@ class TileDataModule(L.LightningDataModule):
         return {"image": self.normalize(image), "label": torch.cat([p["label"] for p in parts]).clone()}
 
     def _loader(self, ranges: list[Slice], shuffle: bool) -> TileLoader:
+        """The training split's loader (``shuffle``) is a :class:`TrainLoader`, resumable mid-epoch."""
         assert self.info is not None
         hp = self.hparams
         sampler = ChunkBatchSampler(
@@ -193,7 +217,7 @@ class TileDataModule(L.LightningDataModule):
         dataset = self._dataset()
         if workers and self._for_cpu():
             dataset.normalization = self.normalization()
-        return TileLoader(
+        return (TrainLoader if shuffle else TileLoader)(
             dataset,
             batch_size=None,
             sampler=sampler,
@@ -209,25 +233,17 @@ class TileDataModule(L.LightningDataModule):
             return self.trainer.strategy.root_device.type == "cpu"
         return not torch.cuda.is_available()
 
-    def train_dataloader(self) -> TileLoader:
+    def train_dataloader(self) -> TrainLoader:
         assert self.info is not None, "call setup() first"
-        loader = self._loader(self.info.train_ranges, shuffle=True)
-        loader.sampler.resume_after, self._resume_after = self._resume_after, None
-        return loader
+        return self._loader(self.info.train_ranges, shuffle=True)
 
-    # -- checkpoints: where in an epoch a run stopped, and which file it read ----------------------
+    # -- checkpoints: which file the run read (where in its epoch it is, the train loader records) ----
     def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint records of the data: the tile file's fingerprint and, while fitting, how far
-        into its epoch the run is (the batch order is a function of the seed and the epoch, which
-        Lightning restores; a checkpoint saved at the epoch's end has done all its batches)."""
-        state: dict[str, Any] = {"tile_file": fingerprint(self.path)}
-        trainer = self.trainer
-        if trainer is not None and trainer.state.fn == TrainerFn.FITTING:
-            state["batches_done"] = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
-        return state
+        """What a checkpoint records of the data: the tile file's fingerprint."""
+        return {"tile_file": fingerprint(self.path)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume: the same tile file, and the next batch of the epoch the checkpoint was saved in."""
+        """Resume: only on the tile file the checkpoint was trained on."""
         saved, now = state.get("tile_file"), fingerprint(self.path)
         if saved and saved != now:
             changed = ", ".join(k for k in now if now[k] != saved.get(k))
@@ -235,8 +251,6 @@ class TileDataModule(L.LightningDataModule):
                 f"{self.path}: expected the tile file the checkpoint was trained on, found another ({changed} "
                 "differ): restore that file, or start a new run"
             )
-        if "batches_done" in state:
-            self._resume_after = int(state["batches_done"])
 
     def val_dataloader(self) -> TileLoader:
         assert self.info is not None, "call setup() first"

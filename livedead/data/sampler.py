@@ -99,8 +99,10 @@ class ChunkBatchSampler(DistributedSampler):
         self._rank = rank
         self.epoch = 0
         self.drop_last = False
-        self.resume_after: int | None = None
-        """A run resumed mid-epoch: the next iteration (that epoch's) starts after this many batches."""
+        self.batches_done = 0
+        """Batches of ``epoch`` this rank has used: an iteration over that epoch starts after them (a
+        resumed run goes on with the next batch). The loader that hands the batches out counts them
+        (:class:`livedead.data.datamodule.TrainLoader`): its workers draw from the sampler ahead."""
         self.n_batches = sum(math.ceil((b - a) / batch_size) for a, b in self.segments)
 
     @property
@@ -114,6 +116,20 @@ class ChunkBatchSampler(DistributedSampler):
         if self._rank is not None:
             return self._rank
         return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this before every epoch: a new epoch starts at its first batch."""
+        if epoch != self.epoch:
+            self.batches_done = 0
+        self.epoch = epoch
+
+    def state_dict(self) -> dict[str, int]:
+        """Where in which epoch this rank is: with the seed, all a resumed run needs to go on with the next batch."""
+        return {"epoch": self.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume: the next iteration over ``state["epoch"]`` skips its done batches, one over a later epoch none."""
+        self.epoch, self.batches_done = int(state["epoch"]), int(state["batches_done"])
 
     def epoch_batches(self, epoch: int) -> list[Batch]:
         """Every batch of an epoch, in the order the ranks will share it (before padding)."""
@@ -144,10 +160,9 @@ class ChunkBatchSampler(DistributedSampler):
         mine = batches[self.rank * per_rank : (self.rank + 1) * per_rank]
         if self.chunk_major and self.num_workers > 1:
             mine = self.deal_to_workers(mine)
-        if self.resume_after is not None:  # a run resumed mid-epoch goes on with the next batch
-            mine = mine[self.resume_after :] if self.resume_after < len(mine) else mine
-            self.resume_after = None
-        yield from mine
+        if self.batches_done >= len(mine):  # all done: the epoch again, from its first batch
+            self.batches_done = 0
+        yield from mine[self.batches_done :]
 
     def deal_to_workers(self, batches: list[Batch]) -> list[Batch]:
         """Reorder chunk-major batches so that DataLoader's round-robin gives each worker whole chunks.

@@ -2,7 +2,7 @@
 
 The optimizer and scheduler arrive as Hydra partials (``optimizer(params=...)``,
 ``scheduler(optimizer=...)``), so this module never names a concrete optimizer. Class weights
-come from the training split's class counts, supplied by the datamodule.
+come from the training split's class counts, handed over in a :class:`TrainingData` record.
 
 Validation logs, per class by name: ``val/pr_auc/<class>`` (binned over every pixel of the
 epoch), ``val/precision/<class>``, ``val/recall``, ``val/f1``, ``val/iou``, the macro PR-AUC over
@@ -18,7 +18,8 @@ checkpoints carry it, and ``livedead.predict`` counts nuclei above it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import lightning as L
 import numpy as np
@@ -31,6 +32,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from livedead import CLASS_NAMES
 from livedead.errors import LivedeadError
+from livedead.model.callbacks import ExactResume
 from livedead.model.checkpoint import CheckpointRecord, load_matching_weights, net_spec
 from livedead.model.metrics import AreaMatchedThreshold, BinnedPRCurve, argmax_classes, confusion_scores
 from livedead.viz.figures import confusion_figure
@@ -76,6 +78,35 @@ def class_weights(counts: np.ndarray, mode: str | Sequence[float]) -> torch.Tens
         freq = counts / counts.sum()
         weights[present] = np.median(freq[present]) / freq[present]
     return torch.tensor(weights, dtype=torch.float32)
+
+
+class NormalizationRecord(Protocol):
+    """The data's normalisation record (:class:`livedead.data.transforms.Normalization`), as the module
+    stores it: ``model`` does not import ``data``."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What the module needs of its training data, handed to :meth:`LiveDeadModule.use_data` once.
+
+    A record rather than the datamodule itself, so that the module is built, trained and tested
+    without one (``livedead.config.training.training_data`` makes it from a ``TileDataModule``).
+    """
+
+    source: str
+    """What the data is (the tile file), for errors."""
+    class_counts: np.ndarray
+    """Pixels of each class over the training split: the class weights."""
+    normalization: NormalizationRecord
+    """How raw pixels become network input; checkpoints carry it so that inference does the same."""
+    overlay_images: torch.Tensor | None = None
+    """Fixed, normalised validation tiles shown every epoch (B, 1, H, W), and their labels (B, H, W)."""
+    overlay_labels: torch.Tensor | None = None
+    held_out_wells: tuple[str, ...] = ()
+    """The wells of the validation split, recorded in checkpoints so that ``predict wells=held_out``
+    needs no tile file."""
 
 
 class LiveDeadModule(L.LightningModule):
@@ -130,13 +161,12 @@ class LiveDeadModule(L.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(n, validate_args=False)
         self.val_threshold = AreaMatchedThreshold(pr_thresholds)
         self.foreground_threshold: float | None = None  # counting's P(nucleus) threshold, from validation
-        self._validated: dict[str, float] = {}  # the last validation's metrics, from a resumed checkpoint
-        self._resumed_rng: dict[str, Any] | None = None  # from a resumed checkpoint, see on_train_batch_start
-        self._unlogged: dict[str, Any] | None = None
         self.skipped_tiles = 0  # tiles of damaged chunks left out (data.on_bad_chunk=skip)
         self._skipped_reported = 0
         self.overlay_images: torch.Tensor | None = None
         self.overlay_labels: torch.Tensor | None = None
+        self.normalization: NormalizationRecord | None = None  # how raw pixels became input, for inference
+        self.held_out_wells: list[str] = []
         if init_from:
             skipped = load_matching_weights(self.net, init_from)
             rank_zero_info(f"livedead: init_from {init_from}: skipped {len(skipped)} tensors: {', '.join(skipped)}")
@@ -151,75 +181,37 @@ class LiveDeadModule(L.LightningModule):
         if self.hparams.compile and not isinstance(self.net, torch._dynamo.eval_frame.OptimizedModule):
             self.net = torch.compile(self.net)
 
-    def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is None or not hasattr(dm, "train_class_counts"):
-            return
-        counts = dm.train_class_counts
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The module brings its own resume hooks, so every Trainer that fits it resumes exactly."""
+        return [ExactResume()]
+
+    def use_data(self, data: TrainingData) -> None:
+        """Take what the module needs of its training data: class weights, overlay tiles, the normalisation."""
+        counts = data.class_counts
         if len(counts) != len(self.class_names):
             raise LivedeadError(
-                f"{dm.path}: expected {len(self.class_names)} classes {self.class_names}, found {len(counts)}"
+                f"{data.source}: expected {len(self.class_names)} classes {self.class_names}, found {len(counts)}"
             )
         self.class_weight.copy_(class_weights(counts, self.hparams.class_weights))
         weights = ", ".join(f"{c} {w:.3g}" for c, w in zip(self.class_names, self.class_weight.tolist(), strict=True))
         rank_zero_info(f"livedead: class weights ({self.hparams.class_weights}): {weights}")
-        if self.hparams.overlay_tiles:
-            tiles = dm.overlay_tiles(self.hparams.overlay_tiles)
-            self.overlay_images, self.overlay_labels = tiles["image"], tiles["label"]
-        self.normalization = dm.normalization()
-        self.held_out_wells = list(dm.info.held_out_wells)  # wt-b: recorded in checkpoints, for predict wells=held_out
+        self.overlay_images, self.overlay_labels = data.overlay_images, data.overlay_labels
+        self.normalization = data.normalization
+        self.held_out_wells = list(data.held_out_wells)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Everything inference needs besides the weights: classes, network, input normalisation."""
-        normalization = getattr(self, "normalization", None)
-        CheckpointRecord(  # wt-b: the record's one writer and reader is model/checkpoint.py
+        """Everything inference needs besides the weights: classes, network, input normalisation, and the
+        wells held out of training (``predict wells=held_out``); written by the record's one owner."""
+        CheckpointRecord(
             class_names=self.class_names,
             net=self.net_spec,
-            normalization=normalization.to_dict() if normalization is not None else None,
+            normalization=self.normalization.to_dict() if self.normalization is not None else None,
             foreground_threshold=self.foreground_threshold,
             validated={k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
             if self._trainer is not None
             else {},
-            held_out_wells=getattr(self, "held_out_wells", None),
+            held_out_wells=self.held_out_wells,
         ).save(checkpoint)
-        # what TensorBoard has of the run so far goes to disk with the checkpoint: a killed run then
-        # loses none of the steps it resumes after (the later ones it purges, as they are redone)
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.flush()
-        unlogged = self._unlogged_step_metrics()
-        if unlogged:
-            checkpoint["livedead_unlogged"] = unlogged
-        # the random state (dropout draws from it), put back at the first batch of a resumed run:
-        # restoring it earlier would let the sanity check's and the data loaders' draws shift it
-        checkpoint["livedead_rng"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            checkpoint["livedead_rng"]["cuda"] = torch.cuda.get_rng_state_all()
-
-    def _unlogged_step_metrics(self) -> dict[str, Any] | None:
-        """The step's metrics, when a checkpoint is saved at the end of a training batch (``every_n_train_steps``).
-
-        Lightning saves such a checkpoint before it hands that step's metrics to the loggers, and a
-        run resumed from it starts at the next batch: without this record, a kill between the save
-        and the logging would leave that step missing from TensorBoard for good.
-        """
-        trainer = self._trainer
-        if trainer is None or not trainer.training or not trainer.loggers:
-            return None
-        loop = trainer.fit_loop.epoch_loop
-        progress = loop.batch_progress.current
-        connector = trainer._logger_connector
-        if progress.processed <= progress.completed or not connector.should_update_logs:
-            return None  # not inside a batch's end, or not a step whose metrics are logged
-        metrics = {k: float(v) for k, v in connector.metrics["log"].items()}
-        metrics.setdefault("epoch", float(trainer.current_epoch))  # as Lightning adds it
-        return {"step": int(loop._batches_that_stepped), "metrics": metrics}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._resumed_rng = checkpoint.get("livedead_rng")
-        self._unlogged = checkpoint.get("livedead_unlogged")
-        record = CheckpointRecord.of(checkpoint)  # wt-b: read through the record's owner
-        self._validated = record.validated if record is not None else {}
 
     def on_train_epoch_end(self) -> None:
         new = self.skipped_tiles - self._skipped_reported
@@ -227,37 +219,6 @@ class LiveDeadModule(L.LightningModule):
             self.print(f"livedead: epoch {self.current_epoch}: left out {new} tiles of damaged chunks")
             self._skipped_reported = self.skipped_tiles
         self.log("data/skipped_tiles", float(self.skipped_tiles))
-
-    def on_train_epoch_start(self) -> None:
-        """Make up an epoch scheduler step that Lightning skipped after a resume.
-
-        Lightning does not step epoch-interval schedulers at the end of the epoch a run restarted in
-        (it has not saved the metrics a plateau scheduler needs), nor for the epoch a checkpoint
-        saved at validation was in, so a resumed run would keep its learning rate an epoch too
-        long. Each epoch begins with as many steps as epochs done; a missing one is made here, with
-        the last validation's metrics (kept in the checkpoint as ``validated``).
-        """
-        metrics = {**self._validated, **{k: float(v) for k, v in self.trainer.callback_metrics.items()}}
-        for config in self.trainer.lr_scheduler_configs:
-            if config.interval != "epoch" or config.frequency != 1:
-                continue
-            if getattr(config.scheduler, "last_epoch", self.current_epoch) >= self.current_epoch:
-                continue
-            if not config.reduce_on_plateau:
-                self.lr_scheduler_step(config.scheduler, None)
-            elif config.monitor in metrics:
-                self.lr_scheduler_step(config.scheduler, metrics[config.monitor])
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        unlogged, self._unlogged = self._unlogged, None
-        if unlogged:  # the step the checkpoint was saved at, whose metrics the killed run may not have logged
-            for logger in self.loggers:
-                logger.log_metrics(unlogged["metrics"], step=unlogged["step"])
-        rng, self._resumed_rng = self._resumed_rng, None
-        if rng:
-            torch.set_rng_state(rng["torch"])
-            if "cuda" in rng and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from livedead.config.training import training_data
 from livedead.data.datamodule import TileDataModule
 from livedead.errors import LivedeadError
 from livedead.inference.sliding_window import load_model
@@ -44,7 +45,10 @@ def test_inference_rebuilds_whatever_network_was_trained(tiles_path, tmp_path):
                             net_args={"width": 6})  # fmt: skip
     trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, accelerator="cpu", logger=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
-    trainer.fit(module, datamodule=TileDataModule(tiles_path, batch_size=25, num_workers=0))
+    datamodule = TileDataModule(tiles_path, batch_size=25, num_workers=0)
+    datamodule.setup("fit")
+    module.use_data(training_data(datamodule, 0))
+    trainer.fit(module, datamodule=datamodule)
     trainer.save_checkpoint(tmp_path / "two.ckpt")
     model = load_model(tmp_path / "two.ckpt")
     assert isinstance(model.net, TwoConvs)

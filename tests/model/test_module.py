@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.data import DataLoader
 
 from livedead.data.datamodule import TileDataModule
+from livedead.data.transforms import Normalization
 from livedead.errors import LivedeadError
-from livedead.model.module import LiveDeadModule, class_weights
+from livedead.model.module import LiveDeadModule, TrainingData, class_weights
 from livedead.model.unet import UNet
 from tests.conftest import make_module, make_trainer
 
@@ -109,3 +111,31 @@ def test_resume_continues_at_the_right_epoch_with_scheduler_state(tiles_path, tm
     events = EventAccumulator(str(tmp_path / "split" / "tb" / "run"))
     events.Reload()
     assert sorted({e.step for e in events.Scalars("val/pr_auc/macro")})[-1] >= 2 * resumed.num_training_batches
+
+
+def test_the_module_trains_and_validates_without_a_datamodule(tmp_path):
+    """What the module needs of the data comes in one record: no datamodule, no tile file."""
+    rng = torch.Generator().manual_seed(0)
+    labels = torch.zeros(8, 32, 32, dtype=torch.long)
+    labels[:, 8:20, 8:20] = torch.randint(1, 3, (8, 1, 1), generator=rng)
+    images = labels[:, None].float() + 0.1 * torch.randn(8, 1, 32, 32, generator=rng)
+    tiles = [{"image": i, "label": lb} for i, lb in zip(images, labels, strict=True)]
+    norm = {"mode": "dataset", "mean": 100.0, "std": 10.0, "percentiles": [1.0, 99.0]}
+    record = Normalization.from_dict(norm)
+    counts = np.bincount(labels.flatten().numpy(), minlength=3)
+    module = make_module(overlay_tiles=2)
+    with pytest.raises(LivedeadError, match=r"^tiles.h5: expected 3 classes \['background', 'dapi', 'cy5'\], found 2"):
+        module.use_data(TrainingData(source="tiles.h5", class_counts=counts[:2], normalization=record))
+    module.use_data(TrainingData("memory", counts, record, overlay_images=images[:2], overlay_labels=labels[:2]))
+    torch.testing.assert_close(module.class_weight, class_weights(counts, "inverse"))
+    trainer = make_trainer(tmp_path, 1, log_every_n_steps=1)
+    trainer.fit(
+        module, train_dataloaders=DataLoader(tiles, batch_size=4), val_dataloaders=DataLoader(tiles, batch_size=4)
+    )
+    assert trainer.global_step == 2
+    assert {"train/loss_epoch", "val/loss", "val/pr_auc/macro"} <= set(trainer.callback_metrics)
+    ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert ckpt["livedead"]["normalization"] == norm
+    events = EventAccumulator(str(tmp_path / "tb" / "run"), size_guidance={"images": 0})
+    events.Reload()
+    assert "val/overlay" in events.Tags()["images"]
