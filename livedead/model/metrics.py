@@ -1,13 +1,14 @@
 """Per-pixel segmentation metrics that stay cheap next to the forward pass.
 
-A batch of 100 tiles of 160x160 is 2.56 million pixels per class. torchmetrics'
-``MulticlassAveragePrecision(thresholds=200)`` compares every pixel with every threshold
-(53 s per such batch on this project's 2-core CPU); :class:`BinnedPRCurve` instead keeps a
-histogram of binned scores per class and per truth (one ``bincount`` per class, linear in
-pixels, constant memory), from which the PR curve and its area follow exactly at the bin edges:
-0.12 s per batch. Being a torchmetrics ``Metric`` with ``sum`` states, it syncs under DDP like
-any other. The confusion matrix is torchmetrics' own, fed by :func:`argmax_classes`, which is
-ten times faster than ``argmax(1)`` there (0.02 s against 0.23 s per batch).
+The default batch of 25 tiles of 160x160 is 640,000 pixels per class (the study's batch of 100,
+2.56 million). torchmetrics' ``MulticlassAveragePrecision(thresholds=200)`` compares every pixel
+with every threshold (53 s per batch of 100 on this project's 2-core CPU); :class:`BinnedPRCurve`
+instead keeps a histogram of binned scores per class and per truth (one ``bincount`` per class,
+linear in pixels, constant memory), from which the PR curve and its area follow exactly at the
+bin edges: 0.12 s per batch of 100. Being a torchmetrics ``Metric`` with ``sum`` states, it
+syncs under DDP like any other. The confusion matrix is torchmetrics' own, fed by
+:func:`argmax_classes`, which is ten times faster than ``argmax(1)`` there (0.02 s against
+0.23 s per batch of 100).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Overlays of predictions on the input, as RGB arrays (numpy only, so inference can draw them too).
+"""Overlays of predictions on the input, as RGB arrays (no matplotlib, so inference draws them too).
 
 Training overlays follow the original study: the input in grey, true positives in green, and
 errors (false positives or false negatives) in red for Cy5 and in blue for DAPI. Prediction
