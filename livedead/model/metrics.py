@@ -68,7 +68,12 @@ class BinnedPRCurve(Metric):
 
 def argmax_classes(scores: torch.Tensor) -> torch.Tensor:
     """``scores.argmax(1)`` for (B, C, H, W), as C elementwise passes instead of a strided reduction
-    over the channel axis. Ties go to the lower class, as with ``argmax``."""
+    over the channel axis. Ties go to the lower class, as with ``argmax``.
+
+    >>> scores = torch.tensor([[0.2, 0.5, 0.5], [0.7, 0.1, 0.9], [0.1, 0.5, 0.0]]).view(1, 3, 1, 3)  # class by row
+    >>> argmax_classes(scores).tolist(), torch.equal(argmax_classes(scores), scores.argmax(1))  # a tie at pixel 1
+    ([[[1, 0, 1]]], True)
+    """
     best = scores[:, 0]
     pred = torch.zeros(best.shape, dtype=torch.long, device=scores.device)
     for c in range(1, scores.shape[1]):
@@ -79,7 +84,12 @@ def argmax_classes(scores: torch.Tensor) -> torch.Tensor:
 
 
 def confusion_scores(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Precision, recall, F1 and IoU per class from a (truth, prediction) confusion matrix."""
+    """Precision, recall, F1 and IoU per class from a (truth, prediction) confusion matrix.
+
+    >>> scores = confusion_scores(torch.tensor([[8, 2], [1, 3]]))  # truth by row
+    >>> [round(float(v), 3) for v in scores["precision"]], [round(float(v), 3) for v in scores["iou"]]
+    ([0.889, 0.6], [0.727, 0.5])
+    """
     cm = confusion.double()
     tp = cm.diag()
     predicted = cm.sum(0)
