@@ -101,6 +101,7 @@ def test_the_checker_sees_a_backward_import(tmp_path):
     assert "livedead.model.module" in imports_of(bad)
 
 
+@pytest.mark.slow
 def test_plates_and_nuclei_load_no_torch():
     """Reading plates and labelling nuclei need no deep-learning stack at all."""
     code = (
@@ -115,6 +116,7 @@ def test_plates_and_nuclei_load_no_torch():
     assert proc.stdout.strip() == ""
 
 
+@pytest.mark.slow
 def test_importing_inference_loads_no_training_stack():
     """A trained model deploys with torch and numpy: no Lightning, Hydra, torchmetrics or matplotlib."""
     code = (
