@@ -21,6 +21,8 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.colors import to_rgb
+from PIL import Image
 from skimage.transform import rescale
 
 from livedead.config.training import training_data
@@ -31,6 +33,21 @@ from livedead.model.unet import UNet
 from livedead.plates.synthetic import PlateSpec, generate_plate
 
 ROOT = Path(__file__).resolve().parents[1]
+SLOW_FIXTURES = {"sweep"}
+"""Fixtures that run a multirun or a multi-epoch fit: a test that uses one is slow itself."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test that uses a slow fixture without the ``slow`` mark: ``-m 'not slow'`` would run the fixture."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"tests using a slow fixture ({sorted(SLOW_FIXTURES)}) must be marked slow: {unmarked}")
+
+
 SMALL = PlateSpec(wells=3, timepoints=3, height=256, width=320, seed=3)
 
 
@@ -177,3 +194,14 @@ def sweep(tiles_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert proc.returncode == 0, proc.stderr[-3000:]
     (folder,) = (cwd / "outputs" / "multirun").iterdir()
     return folder
+
+
+def png_pixels(path: Path) -> np.ndarray:
+    """A PNG as written, (H, W, 3) uint8: figures are checked by what they show, not by their file size."""
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def colour_mask(rgb: np.ndarray, colour: str | tuple[float, float, float], tol: int = 12) -> np.ndarray:
+    """Pixels within ``tol`` (per channel, of 255) of a matplotlib colour (``"C0"``, ``"black"``, an RGB triple)."""
+    target = np.round(np.array(to_rgb(colour)) * 255)
+    return (np.abs(rgb.astype(int) - target) <= tol).all(axis=-1)

@@ -101,6 +101,7 @@ def test_the_checker_sees_a_backward_import(tmp_path):
     assert "livedead.model.module" in imports_of(bad)
 
 
+@pytest.mark.slow
 def test_plates_and_nuclei_load_no_torch():
     """Reading plates and labelling nuclei need no deep-learning stack at all."""
     code = (
@@ -115,6 +116,7 @@ def test_plates_and_nuclei_load_no_torch():
     assert proc.stdout.strip() == ""
 
 
+@pytest.mark.slow
 def test_importing_inference_loads_no_training_stack():
     """A trained model deploys with torch and numpy: no Lightning, Hydra, torchmetrics or matplotlib."""
     code = (
@@ -134,6 +136,46 @@ def test_importing_inference_loads_no_training_stack():
     assert float(seconds) < 5.0  # about 0.9 s here; a generous bound, as the machine is shared
 
 
+def untested_modules(package: Path, tests: Path) -> list[str]:
+    """Modules of ``package`` (``__init__`` aside) with neither a test file of their own
+    (``livedead/a/b.py``: ``tests/a/test_b.py``) nor a test file that imports them or names them
+    (``run_cli("livedead.report")``). This file's rules name modules without testing them."""
+    root = package.parent
+    named: set[str] = set()
+    for path in tests.rglob("test_*.py"):
+        if path.name == Path(__file__).name:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                named.add(node.value)
+        named |= imports_of(path)
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        if path.stem == "__init__":
+            continue
+        parts = path.relative_to(root).with_suffix("").parts
+        own = tests.joinpath(*parts[1:-1], f"test_{parts[-1]}.py")
+        if not own.exists() and ".".join(parts) not in named:
+            missing.append(".".join(parts))
+    return missing
+
+
+def test_every_module_is_tested():
+    """``tests/`` mirrors the package: every module has its test file, or a test file that uses it."""
+    missing = untested_modules(PACKAGE, ROOT / "tests")
+    assert not missing, "modules without tests: " + ", ".join(missing)
+
+
+def test_the_mirror_check_sees_a_module_without_tests(tmp_path):
+    package, tests = tmp_path / "pkg", tmp_path / "tests"
+    for name in ("pkg/__init__.py", "pkg/a/__init__.py", "pkg/a/own.py", "pkg/a/used.py", "pkg/a/named.py",
+                 "pkg/a/alone.py", "pkg/cmd.py", "tests/a/test_own.py", "tests/test_other.py"):  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+    (tests / "test_other.py").write_text("from pkg.a.used import f\nrun_cli('pkg.a.named')\n")
+    assert untested_modules(package, tests) == ["pkg.a.alone", "pkg.cmd"]
+
+
 def test_every_package_folder_is_installed():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     listed = set(project["tool"]["setuptools"]["packages"])
@@ -151,6 +193,10 @@ def test_a_non_editable_install_runs_from_any_folder(tmp_path):
     proc = subprocess.run(pip, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (site / "livedead" / "conf" / "train.yaml").exists()
+    installed, source = site / "livedead" / "conf", ROOT / "conf"
+    assert config_files(installed) == config_files(source), "every config is installed, and nothing else"
+    changed = [f for f in config_files(source) if (installed / f).read_bytes() != (source / f).read_bytes()]
+    assert not changed, changed
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
@@ -166,6 +212,16 @@ def test_a_non_editable_install_runs_from_any_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((empty / "data" / "synthetic").glob("tiles-*.h5")), "the synthetic default was generated"
     assert list((empty / "outputs" / "runs").glob("*/result.json"))
+    # the requeueing launcher that "Running unattended" names, found in the installed configs
+    launcher = [str(site / "bin" / "livedead-train"), "hydra/launcher=slurm", "--cfg", "hydra", "-p", "hydra.launcher"]
+    proc = subprocess.run(launcher, capture_output=True, text=True, cwd=empty, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "max_num_timeout: 5" in proc.stdout, proc.stdout
+
+
+def config_files(folder: Path) -> set[str]:
+    """The files of a config folder, as paths relative to it (Python's caches left out)."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
 
 
 def test_each_file_format_has_one_owner():

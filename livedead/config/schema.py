@@ -154,7 +154,11 @@ def _check_node(node: Mapping[str, Any], key: str) -> None:
 
 
 def _conforms(value: Any, tp: Any) -> bool | None:
-    """Whether a plain config value fits a type hint; None where the hint cannot be judged."""
+    """Whether a plain config value fits a type hint; None where the hint cannot be judged.
+
+    >>> _conforms(3, int | None), _conforms(True, int), _conforms(2, float), _conforms([1, "a"], list[int])
+    (True, False, True, False)
+    """
     if tp is Any or tp is inspect.Parameter.empty or (isinstance(value, Mapping) and "_target_" in value):
         return True  # a node with a _target_ becomes an object, checked against its own signature
     origin = typing.get_origin(tp)
@@ -193,6 +197,11 @@ def _conforms(value: Any, tp: Any) -> bool | None:
 
 
 def _type_name(tp: Any) -> str:
+    """A type hint as the one-line errors write it.
+
+    >>> _type_name(int | None), _type_name(typing.Literal["error", "skip"])
+    ('int or None', "one of 'error', 'skip'")
+    """
     origin = typing.get_origin(tp)
     if origin is typing.Union or origin is types.UnionType:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))

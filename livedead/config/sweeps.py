@@ -2,15 +2,15 @@
 
 Each job of ``train.py`` writes ``result.json`` into its folder, whether it finished or failed;
 this Hydra callback, run by the sweeping process when every job has ended, ranks them by the
-optimised metric. It reads files, not launcher return values, so it works the same for local
-(basic, joblib) and cluster (submitit) launchers.
+optimised metric in the order of the report (:func:`livedead.viz.sweep.standing`). It reads
+files, not launcher return values, so it works the same for local (basic, joblib) and cluster
+(submitit) launchers.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -22,27 +22,23 @@ from rich.table import Table
 
 from livedead.config.resolvers import SWEPT_KEYS_ENV, swept_keys  # importing it registers the resolvers
 from livedead.files import atomic_path
+from livedead.viz.sweep import job_order, standing
 
 COLUMNS = ("rank", "job", "status", "metric", "value", "best_epoch", "wall_s", "overrides", "error")
 
 
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Every job's result, best first; failed jobs after the finished ones, diverged jobs last."""
-    rows = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/result.json"))]
-
-    def key(row: dict[str, Any]) -> tuple[int, float]:
-        value = row.get("value")
-        if row.get("status") == "ok" and value is not None and not math.isnan(value):
-            return (0, -value)
-        return (2, 0.0) if row.get("status") == "diverged" else (1, 0.0)
-
-    rows.sort(key=key)
+    """Every job's ``result.json``, best first; failed jobs after the finished ones, diverged jobs last."""
+    paths = sorted(sweep_dir.glob("*/result.json"), key=lambda p: job_order(p.parent))
+    rows = [json.loads(p.read_text()) for p in paths]
+    rows.sort(key=lambda row: standing(row.get("status"), row.get("value")))
     for i, row in enumerate(rows, 1):
         row["rank"] = i
     return rows
 
 
 def write_summary(sweep_dir: Path, console: Console | None = None) -> list[dict[str, Any]]:
+    """Write ``summary.csv`` and ``summary.md`` of :func:`collect`'s ranking, print it as a table, and return it."""
     rows = collect(sweep_dir)
     with atomic_path(sweep_dir / "summary.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS, extrasaction="ignore")

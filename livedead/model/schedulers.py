@@ -45,6 +45,17 @@ class CosineAnnealingWithKicks(LRScheduler):
         kick: how far back towards the previous peak a kick goes, in [0, 1] (1: all the way).
         factor: the new floor is ``factor`` times the rate at the kick, in (0, 1].
         patience, threshold, threshold_mode, mode, cooldown: as in ``ReduceLROnPlateau``.
+
+    Example: a two-epoch cosine from 1.0, kicked half-way back up once the loss stalls.
+        >>> import torch
+        >>> optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> scheduler = CosineAnnealingWithKicks(optimizer, T_0=2, kick=0.5, patience=1)
+        >>> lrs = []
+        >>> for loss in (1.0, 0.9, 0.9, 0.9, 0.9):
+        ...     scheduler.step(loss)
+        ...     lrs.append(round(optimizer.param_groups[0]["lr"], 3))
+        >>> lrs  # down the cosine, at the floor, a plateau, kicked to 0.5, down again
+        [0.5, 0.0, 0.0, 0.5, 0.25]
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Overlays of predictions on the input, as RGB arrays (numpy only, so inference can draw them too).
+"""Overlays of predictions on the input, as RGB arrays (no matplotlib, so inference draws them too).
 
 Training overlays follow the original study: the input in grey, true positives in green, and
 errors (false positives or false negatives) in red for Cy5 and in blue for DAPI. Prediction
@@ -15,7 +15,11 @@ GREEN, RED, BLUE = (np.array(c, np.float32) for c in ((0.1, 0.9, 0.1), (1.0, 0.1
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:
-    """Scale an image to [0, 1] between its 1st and 99th percentiles."""
+    """Scale an image to [0, 1] between its 1st and 99th percentiles.
+
+    >>> to_grey(np.arange(101.0))[[0, 1, 50, 99, 100]].round(2).tolist()
+    [0.0, 0.0, 0.5, 1.0, 1.0]
+    """
     lo, hi = np.percentile(image, (1, 99))
     return np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
 

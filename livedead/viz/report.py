@@ -28,8 +28,6 @@ from livedead.files import atomic_path
 from livedead.viz.figures import save_figure
 from livedead.viz.sweep import CURVES, Job, Ranked, group_by_setting, load_sweep, rank, verdict
 
-FIGURES = ("curves.png", "lr.png", "pr_curves.png", "overlays.png")
-
 
 def _colours(settings: Sequence[str]) -> dict[str, str]:
     palette = [f"C{i}" for i in range(10)]

@@ -17,7 +17,12 @@ from matplotlib.figure import Figure
 
 
 def metric_sequence(epochs: int, plateaus: list[list[int]], noise: float, seed: int) -> np.ndarray:
-    """A validation loss that decays except during ``plateaus`` ([start, stop) epochs), plus noise."""
+    """A validation loss that decays except during ``plateaus`` ([start, stop) epochs), plus noise.
+
+    >>> loss = metric_sequence(8, [[3, 6]], noise=0.0, seed=0)
+    >>> bool(loss[1] > loss[2]), bool(loss[2] == loss[3] == loss[5]), bool(loss[5] > loss[6])
+    (True, True, True)
+    """
     slope = np.full(epochs, 0.04)
     for a, b in plateaus:
         slope[a:b] = 0.0

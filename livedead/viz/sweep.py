@@ -97,15 +97,37 @@ def job_folders(folder: Path) -> list[Path]:
         raise LivedeadError(f"{folder}: expected a multirun or run folder (config key 'sweep'), found none")
     if (folder / ".hydra").is_dir() or any(folder.glob("events.out.tfevents.*")):
         return [folder]
-    jobs = sorted((p for p in folder.iterdir() if p.is_dir() and (p / ".hydra").is_dir()), key=_job_order)
+    jobs = sorted((p for p in folder.iterdir() if p.is_dir() and (p / ".hydra").is_dir()), key=job_order)
     if not jobs:
         raise LivedeadError(f"{folder}: expected job folders (with .hydra/) or TensorBoard events, found neither")
     return jobs
 
 
-def _job_order(p: Path) -> tuple[int, str]:
-    number = p.name.split("_", 1)[0]
-    return (int(number) if number.isdigit() else 1 << 30, p.name)
+def job_order(folder: Path) -> tuple[int, str]:
+    """Sort key of job folders by Hydra's job number (``10_...`` after ``9_...``), then by name.
+
+    >>> sorted(["10_seed=3", "9_seed=2", "run"], key=lambda name: job_order(Path(name)))
+    ['9_seed=2', '10_seed=3', 'run']
+    """
+    number = folder.name.split("_", 1)[0]
+    return (int(number) if number.isdigit() else 1 << 30, folder.name)
+
+
+def standing(status: str | None, value: float | None) -> tuple[int, float]:
+    """A job's or a setting's place in a sweep's ranking, as a sort key: the one order of both the
+    multirun's ``summary.csv`` (:mod:`livedead.config.sweeps`) and the report (:func:`rank`).
+
+    The validated come first, highest value first (every optimised metric is maximised, as the
+    checkpoint's ``mode: max`` and Optuna's ``direction: maximize``); then the failed and the never
+    validated; the diverged last. Sorting is stable, so ties keep the job order.
+
+    >>> results = [("diverged", None), ("ok", 0.7), ("failed", None), ("ok", 0.9), ("ok", math.nan)]
+    >>> sorted(results, key=lambda r: standing(*r))
+    [('ok', 0.9), ('ok', 0.7), ('failed', None), ('ok', nan), ('diverged', None)]
+    """
+    if status in ("ok", "running") and value is not None and not math.isnan(value):
+        return (0, -value)
+    return (2, 0.0) if status == "diverged" else (1, 0.0)
 
 
 def load_job(folder: Path) -> Job:
@@ -178,8 +200,8 @@ class Ranked:
 
 
 def rank(jobs: Sequence[Job], metric: str) -> tuple[list[Ranked], list[Job]]:
-    """Settings ranked by the mean over seeds of each job's best ``metric``, best first; and the jobs left
-    out of the ranking (failed, diverged, or not validated yet)."""
+    """Settings ranked by the mean over seeds of each job's best ``metric``, in :func:`standing`'s order; and
+    the jobs left out of the ranking (failed, diverged, or not validated yet), in that order too."""
     rows, left_out = [], []
     for setting, group in group_by_setting(jobs).items():
         scored = [(j, j.best(metric)) for j in group if j.status in ("ok", "running")]
@@ -187,7 +209,8 @@ def rank(jobs: Sequence[Job], metric: str) -> tuple[list[Ranked], list[Job]]:
         left_out += [j for j in group if j not in [s[0] for s in scored]]
         if scored:
             rows.append(Ranked(setting, [s[0] for s in scored], [s[1][1] for s in scored], [s[1][0] for s in scored]))
-    rows.sort(key=lambda r: -r.mean)
+    rows.sort(key=lambda r: standing("ok", r.mean))
+    left_out.sort(key=lambda j: standing(j.status, None))
     return rows, left_out
 
 

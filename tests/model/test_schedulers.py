@@ -127,6 +127,7 @@ def test_step_without_metric():
         CosineAnnealingWithKicks(optimizer(), T_0=5).step()
 
 
+@pytest.mark.slow
 def test_trainer_logs_the_same_trajectory_as_driving_it_by_hand(tiles_path, tmp_path):
     torch.manual_seed(0)
     factory = partial(CosineAnnealingWithKicks, T_0=3, patience=0, kick=0.6, factor=0.5, threshold=0.0)

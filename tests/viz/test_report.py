@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import assert_one_line_error, colour_mask, png_pixels, run_cli
 
 
 def best_from_events(job: Path, tag: str = "val/pr_auc/macro") -> float:
@@ -20,6 +20,29 @@ def best_from_events(job: Path, tag: str = "val/pr_auc/macro") -> float:
     return max(e.value for e in events.Scalars(tag))
 
 
+def assert_figures_drawn(out: Path) -> None:
+    """The figures show what they say: adam's line (C0) and sgd's (C1) in every panel of ``curves.png``,
+    each job's rate in ``lr.png``, the best job's PR curve in black beside the others, and overlays."""
+    curves = png_pixels(out / "curves.png")
+    h, w = curves.shape[0] // 2, curves.shape[1] // 2
+    for panel in (curves[:h, :w], curves[:h, w:], curves[h:, :w], curves[h:, w:]):
+        for colour in ("C0", "C1"):
+            assert colour_mask(panel, colour, tol=2).sum() > 50, f"{colour} drawn in each panel"
+    lr = png_pixels(out / "lr.png")
+    assert colour_mask(lr, "C0", tol=40).sum() > 300, "adam's rates (drawn at alpha 0.85)"
+    assert colour_mask(lr, "C1", tol=40).sum() > 300, "sgd's"
+    pr = png_pixels(out / "pr_curves.png")
+    assert colour_mask(pr, "black", tol=30).sum() > 500, "the best job's thick black curve"
+    assert colour_mask(pr, "C0", tol=60).sum() + colour_mask(pr, "C1", tol=60).sum() > 50, "the others'"
+    overlays = png_pixels(out / "overlays.png")
+    grey = (overlays.max(-1).astype(int) - overlays.min(-1)) < 8
+    assert grey.mean() < 0.97, "more than a blank page: tiles in grey with coloured predictions"
+    green = overlays[..., 1].astype(int) - np.maximum(overlays[..., 0], overlays[..., 2]) > 60
+    assert green.sum() > 1000, "true positives in green"
+    assert len(np.unique(overlays.reshape(-1, 3), axis=0)) > 200, "the tiles' grey levels"
+
+
+@pytest.mark.slow
 def test_seeds_multiply_the_grid_and_the_report_ranks_by_the_mean_over_seeds(sweep):
     jobs = sorted(p.name for p in sweep.iterdir() if (p / ".hydra").is_dir())
     assert jobs == ["0_optimizer=adam,seed=0", "1_optimizer=adam,seed=1", "2_optimizer=sgd,seed=0",
@@ -29,6 +52,7 @@ def test_seeds_multiply_the_grid_and_the_report_ranks_by_the_mean_over_seeds(swe
     out = sweep / "report"
     for name in ("curves.png", "lr.png", "pr_curves.png", "overlays.png", "report.md", "report.html"):
         assert (out / name).stat().st_size > 1000, name
+    assert_figures_drawn(out)
     text = (out / "report.md").read_text()
     rows = re.findall(r"^\| (\d) \| (optimizer=\w+) \| 2 \| ([0-9.]+) ± ([0-9.]+) \|", text, re.M)
     assert [r[0] for r in rows] == ["1", "2"]
@@ -45,6 +69,7 @@ def test_seeds_multiply_the_grid_and_the_report_ranks_by_the_mean_over_seeds(swe
     assert "<table>" in page
 
 
+@pytest.mark.slow
 def test_a_running_a_failed_and_a_diverged_job_are_listed_not_plotted(sweep, tmp_path):
     copy = tmp_path / "sweep"
     shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("report", "*.ckpt"))
@@ -63,6 +88,7 @@ def test_a_running_a_failed_and_a_diverged_job_are_listed_not_plotted(sweep, tmp
     assert "`1_optimizer=adam,seed=1`: running: " in text
 
 
+@pytest.mark.slow
 def test_a_single_run_and_bad_folders(sweep, tmp_path):
     job = sweep / "0_optimizer=adam,seed=0"
     # a job's folder name holds '=' and ',': Hydra's override grammar needs the path quoted

@@ -1,7 +1,7 @@
 import pytest
 
 
-@pytest.mark.parametrize("fmt", ["mp4", "gif"])
+@pytest.mark.parametrize("fmt", [pytest.param("mp4", marks=pytest.mark.slow), "gif"])  # mp4: an ffmpeg process
 def test_video_of_the_overlays(fitted, tmp_path, fmt):
     import imageio.v2 as imageio
 
