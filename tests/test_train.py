@@ -114,6 +114,7 @@ def test_multirun_2x2_named_runs_and_summary(tiles_path, tmp_path):
     assert (sweep / "summary.md").read_text().count("| ok |") == 4
 
 
+@pytest.mark.slow
 def test_multirun_with_a_failing_job(tiles_path, tmp_path):
     proc = train(tmp_path, tiles_path, "model.optimizer.lr=0.01,-1", "trainer.max_epochs=1", "-m")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -233,6 +234,7 @@ def test_optuna_sweep_of_two_trials(tiles_path, tmp_path):
     assert (sweep / "optimization_results.yaml").exists()
 
 
+@pytest.mark.slow
 def test_resume_continues_the_run_in_the_same_folders(tiles_path, tmp_path):
     first = train(tmp_path, tiles_path, "trainer.max_epochs=1")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -324,6 +326,7 @@ def test_a_value_of_the_wrong_type_is_one_line_before_any_data(tmp_path, overrid
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow
 def test_mlflow_logger_records_params_and_metrics_in_a_local_store(tiles_path, tmp_path):
     """``logger=mlflow``: TensorBoard as ever, and a run in a local MLflow store with the config and the metrics."""
     from mlflow.tracking import MlflowClient

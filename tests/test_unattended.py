@@ -51,6 +51,7 @@ def weights(ckpt: Path) -> dict[str, torch.Tensor]:
 # --- resume= keeps the run's own config -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_runs_config_and_every_record(tiles_path, tmp_path):
     """A run started with settings that differ from the defaults resumes with those settings."""
     first = ["data=hdf5", f"data.path={tiles_path}", *TINY, "model=unet_small", "trainer.max_epochs=1",
@@ -203,6 +204,7 @@ def test_a_resumed_sessions_event_file_sorts_after_the_killed_ones(tmp_path):
 # --- divergence -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_diverging_job_stops_is_recorded_and_ranked_last(tiles_path, tmp_path):
     sweep = ["data=hdf5", f"data.path={tiles_path}", *TINY, "data.batch_size=10", "trainer.max_epochs=3",
              "model.optimizer.lr=0.01,1e30", "-m"]  # fmt: skip
@@ -312,6 +314,7 @@ def test_unchecksummed_damage_goes_unseen_and_checksums_are_written(tiles_path, 
         assert f["images"][50:].any(), "read without an error, damaged"
 
 
+@pytest.mark.slow
 def test_on_bad_chunk_skip_trains_without_it_and_reports(tmp_path):
     path = checksummed_tiles(tmp_path / "tiles.h5")
     damage(path, "labels", 2)
@@ -327,6 +330,7 @@ def test_on_bad_chunk_skip_trains_without_it_and_reports(tmp_path):
     assert_one_line_error(strict, "tiles.h5: dataset '/labels': damaged data in tiles 100..149")
 
 
+@pytest.mark.slow
 def test_a_tile_file_changed_while_paused_is_found_at_resume(tiles_path, tmp_path):
     tiles = tmp_path / "tiles.h5"
     shutil.copy(tiles_path, tiles)
@@ -360,6 +364,7 @@ def limited(code: str, file_size: int, cwd: Path) -> subprocess.CompletedProcess
                           preexec_fn=limit)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path):
     code = """
 import torch
@@ -380,6 +385,7 @@ except LivedeadError as err:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 
+@pytest.mark.slow
 def test_full_disk_while_writing_the_tile_file_leaves_nothing(plate_path, tmp_path):
     code = f"import sys; sys.argv = ['livedead.prepare', 'input={plate_path}', 'output=out/tiles.h5']\n"
     code += "from livedead.prepare import cli; cli()"
@@ -388,6 +394,7 @@ def test_full_disk_while_writing_the_tile_file_leaves_nothing(plate_path, tmp_pa
     assert list((tmp_path / "out").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_full_disk_during_training_names_the_run_and_keeps_its_checkpoints(tiles_path, tmp_path):
     args = ["data=hdf5", f"data.path={tiles_path}", *TINY, "data.batch_size=10", "trainer.max_epochs=50",
             "callbacks.step_checkpoint.every_n_train_steps=1"]  # fmt: skip
@@ -404,6 +411,7 @@ def test_full_disk_during_training_names_the_run_and_keeps_its_checkpoints(tiles
         torch.load(ckpt, weights_only=True)  # every checkpoint left is whole
 
 
+@pytest.mark.slow
 def test_full_disk_while_predicting_reports_each_image(tiny_ckpt, plate_path, tmp_path):
     args = [f"ckpt={tiny_ckpt}", f"input={plate_path}", "output=pred", "progress=false"]
     code = f"import sys; sys.argv = ['livedead.predict', *{args!r}]\nfrom livedead.predict import cli; cli()"
@@ -504,6 +512,7 @@ def test_a_killed_predict_leaves_only_whole_files_and_a_rerun_finishes(tiny_ckpt
     assert not [p.name for p in out.iterdir() if ".tmp-" in p.name], "what the killed run was writing is removed"
 
 
+@pytest.mark.slow
 def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one_loadable(tmp_path):
     """The save of B is slowed down and the process killed in the middle of it: A is still last.ckpt."""
     code = """
