@@ -1,4 +1,5 @@
-"""Files written whole or not at all: atomic renames, stale temporaries of killed runs, full disks.
+"""Files written whole or not at all: atomic renames, stale temporaries of killed runs, full disks,
+outputs that would destroy an input or cannot be written, and Ctrl-C.
 
 Standard library only, so that every layer can write through it.
 """
@@ -7,8 +8,10 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from livedead.errors import LivedeadError
@@ -60,6 +63,7 @@ def atomic_path(path: str | os.PathLike[str], keep: bool = True) -> Iterator[Pat
             _fsync(tmp)
             os.replace(tmp, final)
             _fsync(final.parent)
+            _written.files.append(final)
     except (OSError, RuntimeError) as err:
         if is_disk_full(err):
             raise LivedeadError(
@@ -89,3 +93,81 @@ def remove_stale_temporaries(path: str | os.PathLike[str]) -> None:
         pid = tmp.name.split(".tmp-", 1)[1].split(".")[0]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             tmp.unlink(missing_ok=True)
+
+
+def check_output(
+    output: str | os.PathLike[str],
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    key: str = "output",
+    folder: bool = False,
+) -> Path:
+    """Refuse, before any work is done, an output that would destroy an input or that cannot be written.
+
+    The output may not be one of ``inputs`` (through a symlink or a hard link too), nor lie inside
+    an input folder; an output file may not be an existing folder, an output folder
+    (``folder=True``) not an existing file; and the folder it goes into must be creatable and
+    writable (a parent that is a file, a read-only or pseudo file system). Each is one line naming
+    ``key`` and the paths, instead of a traceback after the work, or a lost input. The folders
+    above the output are created; the output itself is not. Returns ``output`` as a path.
+    """
+    out = Path(output)
+    real = out.resolve()
+    for given in inputs:
+        source = Path(given)
+        if real == source.resolve() or _same_file(out, source):
+            raise LivedeadError(f"config key '{key}': {out} is the input {source}; writing it would destroy the input")
+        if source.is_dir() and real.is_relative_to(source.resolve()):
+            raise LivedeadError(
+                f"config key '{key}': {out} lies inside the input folder {source}; choose a path outside it"
+            )
+    if folder and out.exists() and not out.is_dir():
+        raise LivedeadError(f"config key '{key}': expected a folder to write into, found the file {out}")
+    if not folder and out.is_dir():
+        raise LivedeadError(f"config key '{key}': expected a file to write, found the folder {out}")
+    where = out if folder and out.is_dir() else out.parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=where).close()  # a file of no name where the system allows: nothing to leave
+    except OSError as err:
+        raise LivedeadError(f"config key '{key}': cannot write {out}: {_why_unwritable(where, err)}") from None
+    return out
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def _why_unwritable(where: Path, err: OSError) -> str:
+    for folder in (where, *where.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                return f"{folder} is a file, not a folder"
+            break
+    return f"{err.strerror or err} ({err.filename or where})"
+
+
+@dataclass
+class _Written:
+    """The files :func:`atomic_path` completed since the command started: what an interrupted command kept."""
+
+    files: list[Path] = field(default_factory=list)
+
+
+_written = _Written()
+
+
+def forget_written() -> None:
+    """A command starts: it has written nothing yet."""
+    _written.files = []
+
+
+def interrupted_summary() -> str:
+    """What a command that was interrupted (Ctrl-C) kept, in a few words: files are whole or absent."""
+    written = _written.files
+    if not written:
+        return "nothing written"
+    folders = ", ".join(sorted({str(p.parent) for p in written}))
+    return f"kept {len(written)} complete file{'s' if len(written) > 1 else ''} in {folders}; none half-written"

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from livedead.config.app import cli_errors, run_app
 from livedead.errors import LivedeadError
+from livedead.files import check_output
 from livedead.viz.figures import save_figure
 from livedead.viz.schedules import metric_sequence, plot, trajectory
 
@@ -34,8 +35,7 @@ def draw(cfg: DictConfig) -> Path:
         make = hydra.utils.instantiate(spec.scheduler) if spec.get("scheduler") is not None else None
         with_metric = bool((spec.get("scheduler_config") or {}).get("reduce_on_plateau"))
         schedules[name] = trajectory(make, with_metric, cfg.lr, metric)
-    out = Path(cfg.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_output(cfg.output)
     fig = plot(schedules, metric, f"learning-rate schedules, initial lr {cfg.lr}, same validation loss")
     return save_figure(fig, out)
 

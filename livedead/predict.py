@@ -9,7 +9,6 @@ image failed (the others finish), 2 on bad input.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -26,9 +25,7 @@ schema.store("predict_schema", PredictConfig)
 @hydra.main(version_base="1.3", config_path="pkg://livedead.conf", config_name="predict")
 @cli_errors(PROG)
 def main(cfg: DictConfig) -> None:
-    rows, failures = run(OmegaConf.to_object(cfg))
-    if rows:
-        plot_counts(rows, Path(cfg.output))
+    _, failures = run(OmegaConf.to_object(cfg), figures=plot_counts)
     if failures:
         sys.exit(1)
 

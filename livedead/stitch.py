@@ -15,6 +15,7 @@ from omegaconf import MISSING, DictConfig
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
 from livedead.errors import LivedeadError
+from livedead.files import check_output
 from livedead.plates.platefile import stitch_positions
 from livedead.plates.sources import open_plate
 from livedead.plates.stitching import StitchConfig, StitchSummary, stitch
@@ -28,6 +29,8 @@ schema.store("stitch_schema", StitchConfig, input=(str, MISSING), output=(str, M
 @cli_errors(PROG)
 def main(cfg: DictConfig) -> None:
     command, settings = schema.settings_of(cfg, StitchConfig)
+    if command.figure:  # before the work: the figure goes beside the plate
+        check_output(seams_path(Path(command.output)), [command.input])
     summary = stitch(command.input, command.output, settings)
     fallback = sum(len(v) for v in summary.fallback.values())
     size = f", {summary.pixel_size_um} µm/px" if summary.pixel_size_um else ""
@@ -51,7 +54,11 @@ def write_seams_figure(summary: StitchSummary, cfg: StitchConfig) -> Path:
     well = summary.wells[0]
     title = f"{well}: {cfg.rows}x{cfg.cols} fields of {summary.field_shape[0]}x{summary.field_shape[1]} px, stitched"
     fig = seams_figure(image, positions, summary.field_shape, cfg.cols, title)
-    return save_figure(fig, summary.output.with_name(summary.output.stem + "_seams.png"))
+    return save_figure(fig, seams_path(summary.output))
+
+
+def seams_path(output: Path) -> Path:
+    return output.with_name(output.stem + "_seams.png")
 
 
 def cli() -> None:

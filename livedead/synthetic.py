@@ -17,6 +17,7 @@ from omegaconf import MISSING, DictConfig
 
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
+from livedead.files import check_output
 from livedead.plates.synthetic import FieldGrid, PlateSpec, generate_plate, write_fields
 
 PROG = "livedead.synthetic"
@@ -34,6 +35,8 @@ schema.store(
 @cli_errors(PROG)
 def main(cfg: DictConfig) -> None:
     spec = PlateSpec(**{f.name: cfg[f.name] for f in fields(PlateSpec)})
+    if cfg.fields:  # before the plate is made
+        check_output(cfg.fields, [cfg.output], key="fields", folder=True)
     path = generate_plate(cfg.output, spec, progress=cfg.progress)
     print(f"wrote {path} ({spec.wells} wells x {spec.timepoints} time points, {spec.height}x{spec.width})")
     if cfg.fields:

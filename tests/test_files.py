@@ -1,3 +1,9 @@
+"""The output guard of :mod:`livedead.files`: an output that would destroy an input, or that cannot be written,
+is one line before any work (each command's own test is in ``tests/test_hostile.py``); and files written
+whole or not at all."""
+
+from __future__ import annotations
+
 import os
 import subprocess
 import sys
@@ -5,7 +11,77 @@ import sys
 import pytest
 
 from livedead.errors import LivedeadError
-from livedead.files import atomic_path, is_disk_full, no_room, remove_stale_temporaries
+from livedead.files import (
+    atomic_path,
+    check_output,
+    forget_written,
+    interrupted_summary,
+    is_disk_full,
+    no_room,
+    remove_stale_temporaries,
+)
+
+
+def test_an_output_that_is_an_input_is_refused_however_it_is_reached(tmp_path):
+    plate = tmp_path / "plate.h5"
+    plate.write_bytes(b"raw plate")
+    (tmp_path / "link.h5").symlink_to(plate)
+    os.link(plate, tmp_path / "hard.h5")
+    for output in (plate, tmp_path / "link.h5", tmp_path / "hard.h5", tmp_path / "sub" / ".." / "plate.h5"):
+        with pytest.raises(LivedeadError, match="is the input .*plate.h5; writing it would destroy the input"):
+            check_output(output, [plate])
+    assert plate.read_bytes() == b"raw plate"
+    assert check_output(tmp_path / "tiles.h5", [plate]) == tmp_path / "tiles.h5"
+
+
+def test_an_output_inside_an_input_folder_is_refused(tmp_path):
+    fields = tmp_path / "fields"
+    fields.mkdir()
+    (tmp_path / "alias").symlink_to(fields)
+    for output in (fields / "W01_t000.tif", tmp_path / "alias" / "plate.h5", fields / "deeper" / "plate.h5"):
+        with pytest.raises(LivedeadError, match="config key 'output': .* lies inside the input folder"):
+            check_output(output, [fields])
+    assert not (fields / "deeper").exists(), "nothing is made for a refused output"
+    with pytest.raises(LivedeadError, match="is the input"):
+        check_output(tmp_path / "alias", [fields], folder=True)
+
+
+def test_a_folder_where_a_file_goes_and_a_file_where_a_folder_goes_are_refused(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(LivedeadError, match="config key 'output': expected a file to write, found the folder"):
+        check_output(tmp_path)
+    with pytest.raises(LivedeadError, match="config key 'out': expected a folder to write into, found the file"):
+        check_output(tmp_path / "file.txt", key="out", folder=True)
+
+
+def test_an_output_that_cannot_be_written_is_named_before_the_work(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(LivedeadError, match=r"cannot write .*file.txt/deep/out.h5: .*file.txt is a file, not a folder"):
+        check_output(tmp_path / "file.txt" / "deep" / "out.h5")
+    with pytest.raises(LivedeadError, match="cannot write /proc/livedead-nowhere/out.h5"):
+        check_output("/proc/livedead-nowhere/out.h5")  # a file system that even root cannot write
+    made = check_output(tmp_path / "new" / "deeper" / "out.h5")
+    assert made.parent.is_dir(), "the folders are made"
+    assert list(made.parent.iterdir()) == [], "and no probe is left"
+
+
+def test_an_interrupted_command_says_what_it_kept(tmp_path):
+    forget_written()
+    assert interrupted_summary() == "nothing written"
+    for name in ("a.png", "b.png"):
+        with atomic_path(tmp_path / name) as tmp:
+            tmp.write_bytes(b"whole")
+
+    def half_written() -> None:
+        with atomic_path(tmp_path / "c.png") as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        half_written()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"], "the half file is removed"
+    assert interrupted_summary() == f"kept 2 complete files in {tmp_path}; none half-written"
+    forget_written()
 
 
 def test_atomic_path_renames_into_place_only_on_success(tmp_path):

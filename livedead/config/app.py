@@ -3,6 +3,7 @@
 Two places can find it: Hydra, while it composes the config (an unknown group option, a value of
 the wrong type for a structured config, a malformed override), and the task function (a missing
 file, a value out of range). :func:`run_app` handles the first, :func:`cli_errors` the second.
+Ctrl-C, anywhere in a command, is one line saying what was kept, and exit code 130.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
 from livedead.config import resolvers  # registers the resolvers that conf/ uses
 from livedead.errors import LivedeadError, one_line
-from livedead.files import is_disk_full
+from livedead.files import forget_written, interrupted_summary, is_disk_full
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,7 +28,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 def describe_config_error(err: BaseException) -> str:
     """One line for an OmegaConf or Hydra error: the key, then the first line of the reason.
 
-    Hydra wraps the OmegaConf error of a bad override in its own; the innermost names the key.
+    Hydra wraps the OmegaConf error of a bad override in its own; the innermost names the key. An
+    override Hydra cannot parse is named, with how to quote a path that holds ``=``, spaces or brackets.
     """
     inner: BaseException | None = err
     while inner is not None and not isinstance(inner, OmegaConfBaseException):
@@ -40,11 +42,19 @@ def describe_config_error(err: BaseException) -> str:
         group = (err.missing_cfg_file or "?").rpartition("/")[0]
         found = (err.missing_cfg_file or "?").rpartition("/")[2]
         return f"config group '{group}': expected one of {', '.join(sorted(err.options))}, found '{found}'"
+    if isinstance(err, OverrideParseException):
+        key, _, value = err.override.partition("=")
+        reason = " ".join(err.message.split()).split(" See https://")[0]
+        return (
+            f"cannot parse the override {err.override!r} ({reason}): quote a value that holds '=', spaces, "
+            f"brackets or commas, for Hydra and the shell: \"{key}='{value}'\""
+        )
     return " ".join(str(err).split())
 
 
 def cli_errors(prog: str) -> Callable[[F], F]:
-    """Turn :class:`LivedeadError` (and missing/invalid config values) into one line and exit 2.
+    """Turn :class:`LivedeadError` (and missing/invalid config values, and a file the system refused
+    to read or write) into one line and exit 2.
 
     Wraps a Hydra task function, so it sits *under* ``@hydra.main``.
     """
@@ -58,6 +68,10 @@ def cli_errors(prog: str) -> Callable[[F], F]:
                 print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
             except OmegaConfBaseException as err:
                 print(f"{prog}: error: {describe_config_error(err)}", file=sys.stderr)
+            except OSError as err:
+                if err.filename is None:  # not about a file: a bug to see in full
+                    raise
+                print(f"{prog}: error: {err.filename2 or err.filename}: {err.strerror or err}", file=sys.stderr)
             sys.exit(2)
 
         return wrapper  # type: ignore[return-value]
@@ -76,10 +90,20 @@ def run_app(main: Callable[[], Any], prog: str) -> None:
 
     Hydra prints composition errors over several lines and exits 1 unless ``HYDRA_FULL_ERROR=1``
     lets them through; this sets it for the call and reports them itself. A user who set
-    ``HYDRA_FULL_ERROR=1`` gets Hydra's full traceback, as Hydra documents.
+    ``HYDRA_FULL_ERROR=1`` gets Hydra's full traceback, as Hydra documents. Ctrl-C is one line
+    and exit 130 (a file being written is removed, never left under its final name).
     """
     resolvers.new_session()
     threading.excepthook = _quiet_when_disk_full
+    forget_written()
+    try:
+        _run_reporting_config_errors(main, prog)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; {interrupted_summary()}", file=sys.stderr)
+        sys.exit(130)
+
+
+def _run_reporting_config_errors(main: Callable[[], Any], prog: str) -> None:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         main()
         return

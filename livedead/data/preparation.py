@@ -23,6 +23,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -37,6 +38,7 @@ from rich.table import Table
 from livedead import CLASS_NAMES
 from livedead.data.tilefile import (
     DATASETS,
+    IMAGE_DTYPES,
     ChunkAppender,
     FirstPassAttrs,
     TileAttrs,
@@ -50,7 +52,7 @@ from livedead.data.tilefile import (
 from livedead.data.tiling import class_counts, tile_image, tile_starts
 from livedead.data.workers import ImageTiles, labelled_tiles, worker_count
 from livedead.errors import LivedeadError
-from livedead.files import remove_stale_temporaries
+from livedead.files import check_output, remove_stale_temporaries
 from livedead.nuclei.labels import labels_from_stains
 from livedead.nuclei.size import NucleusScale, image_diameter
 from livedead.plates.platefile import PLATE_CHANNELS
@@ -73,7 +75,8 @@ class PrepareConfig:
     val_fraction: float = 0.1
     seed: int = 0
     channels: list[str] = field(default_factory=lambda: list(PLATE_CHANNELS))
-    """Channel order of TIFFs, or of an HDF5 plate without ``attrs["channels"]``."""
+    """Channel order of TIFFs, or of an HDF5 plate without ``attrs["channels"]``; a plate that names its
+    channels is read by those names, and other ``channels`` than those (or this default) are refused."""
     tiff: TiffLayout = field(default_factory=TiffLayout)
     stains: dict[str, Any] = field(default_factory=dict)
     """:func:`livedead.nuclei.labels.segment_channel` options (threshold, min_snr, local, min_area, ...)."""
@@ -255,13 +258,19 @@ def prepare(source: str | Path, output: str | Path, cfg: PrepareConfig) -> Prepa
     source, output = Path(source), Path(output)
     plate, _ = open_plate(source, cfg.channels, cfg.tiff)
     plate.require("brightfield", *(("hoechst", "draq7") if cfg.labels == "stains" else ()))
+    if plate.dtype not in IMAGE_DTYPES:
+        raise LivedeadError(
+            f"{source}: expected uint8, uint16 or float32 pixels (what training reads), found {plate.dtype}; "
+            "convert the plate to one of them"
+        )
     for axis, size in zip(("height", "width"), plate.shape, strict=True):
         if cfg.tile > size:
             raise LivedeadError(f"config key 'tile': expected <= image {axis} {size} px of {source}, found {cfg.tile}")
     plan = plan_images(plate, cfg)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(output)
     intermediate = output.with_name(output.stem + ".all.h5")
+    for path in (output, intermediate) if cfg.keep_intermediate else (output,):
+        check_output(path, [source])
+    remove_stale_temporaries(output)
     remove_stale_temporaries(intermediate)
     recipe = _recipe(source, cfg)
     rows = tile_rows(cfg.tile, plate.dtype, len(CLASS_NAMES))
@@ -279,13 +288,15 @@ def prepare(source: str | Path, output: str | Path, cfg: PrepareConfig) -> Prepa
             assert plate.reader is not None
             diameter = cfg.scale.fixed(plate.pixel_size_um)
             n = tiles_per_image(plate.shape, cfg)
-            tiles = labelled_tiles(partial(image_tiles, plate.reader, cfg, diameter), plan.order, workers, rows, n)
-            if cfg.keep_intermediate:
-                with create_tile_file(intermediate) as every:
-                    summary = _write(tiles, plan, cfg, final, ChunkAppender(every, rows, cfg.chunk), bar, workers)
-                    FirstPassAttrs(recipe, summary.diameters, summary.labelling_seconds).write(every)
-            else:
-                summary = _write(tiles, plan, cfg, final, None, bar, workers)
+            label = partial(image_tiles, plate.reader, cfg, diameter)
+            # closed on any error or Ctrl-C here too, so the workers stop now, not when the traceback is freed
+            with closing(labelled_tiles(label, plan.order, workers, rows, n)) as tiles:
+                if cfg.keep_intermediate:
+                    with create_tile_file(intermediate) as every:
+                        summary = _write(tiles, plan, cfg, final, ChunkAppender(every, rows, cfg.chunk), bar, workers)
+                        FirstPassAttrs(recipe, summary.diameters, summary.labelling_seconds).write(every)
+                else:
+                    summary = _write(tiles, plan, cfg, final, None, bar, workers)
         _check_split(summary, plan, source, cfg)
         TileAttrs(
             tile=cfg.tile,

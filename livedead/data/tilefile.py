@@ -43,6 +43,8 @@ from livedead.files import atomic_path
 
 FORMAT = "livedead-tiles/1"
 DATASETS = ("images", "labels", "class_counts", "origin")
+IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+"""The pixel types training reads (``/images``); prepare stores a plate's pixels as they are, so only these."""
 CACHE_VERSION = 1
 log = logging.getLogger(__name__)
 
@@ -373,7 +375,7 @@ def inspect_tile_file(
                 f"{path}: datasets '/{images_key}' {images.shape} and '/{labels_key}' {labels.shape} "
                 "disagree in N, H or W"
             )
-        if images.dtype not in (np.uint8, np.uint16, np.float32):
+        if images.dtype not in IMAGE_DTYPES:
             raise LivedeadError(
                 f"{path}: dataset '/{images_key}': expected uint8, uint16 or float32, found {images.dtype}"
             )
@@ -411,7 +413,12 @@ def inspect_tile_file(
             f"{path}: dataset '/{labels_key}': expected at least two classes over all tiles, "
             f"found only class {int(np.argmax(counts.sum(axis=0)))}"
         )
-    if declared is not None and 0 < int(declared) < n:
+    if declared is not None and not 0 < int(declared) < n:
+        raise LivedeadError(
+            f"{path}: attribute 'n_train': expected a split of the file's {n} tiles (0 < n_train < {n}), "
+            f"found {int(declared)}"
+        )
+    if declared is not None:
         n_train = int(declared)
         train, val = [(0, n_train)], [(n_train, n)]
         note = f"declared by the file: tiles [0, {n_train}) train, [{n_train}, {n}) validate"

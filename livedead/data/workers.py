@@ -8,9 +8,11 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import mmap
 import multiprocessing
 import os
+import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -67,11 +69,26 @@ class ResultSlots:
 _WORKER_SLOTS: ResultSlots | None = None
 
 
-def _start_worker(slots: ResultSlots | None) -> None:
-    """A prepare worker: one BLAS thread, freed memory kept for the next image (the process ends
-    with the pool, so the caller's process keeps its own allocator settings), and the result
-    slots it was forked with (None where workers are spawned: results then come back pickled)."""
+def _die_with_parent(parent: int) -> None:
+    """Have Linux kill this process when the process that started it dies, ``kill -9`` included: a
+    worker left behind would hold its memory and a CPU for good. Elsewhere nothing is done."""
+    if sys.platform != "linux":
+        return
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the request was made: nobody would kill this one
+        os._exit(1)
+
+
+def _start_worker(slots: ResultSlots | None, parent: int) -> None:
+    """A prepare worker: dies with its parent, leaves Ctrl-C to it (the parent stops the pool and
+    reports it in one line, instead of a traceback from every worker), one BLAS thread, freed
+    memory kept for the next image (the process ends with the pool, so the caller's process keeps
+    its own allocator settings), and the result slots it was forked with (None where workers are
+    spawned: results then come back pickled)."""
     global _WORKER_SLOTS
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threadpool_limits(1)
     keep_freed_memory()
     _WORKER_SLOTS = slots
@@ -109,7 +126,9 @@ def labelled_tiles(
     bar, torch), and a fork starts them without importing the calling script again, as spawn
     would (for ``train.py``, Lightning and torch: seconds per worker). Elsewhere: the platform's
     default. Each worker's BLAS runs one thread: two workers of two BLAS threads each on two
-    cores took twice as long per image as one process.
+    cores took twice as long per image as one process. A caller that stops early (an error,
+    Ctrl-C; close the iterator) kills the workers rather than waiting for their images, and a
+    worker dies with this process, however it ends.
     """
     if workers == 1:
         for index in order:
@@ -118,13 +137,15 @@ def labelled_tiles(
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
     slots = ResultSlots(rows, n, 2 * workers) if context.get_start_method() == "fork" else None
     free = list(range(2 * workers))
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(slots,))
+    others = set(multiprocessing.active_children())
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(slots, os.getpid()))
     pending: deque[tuple[int, Future]] = deque()
 
     def received() -> ImageTiles:
-        slot, future = pending.popleft()
-        free.append(slot)  # taken again only after the caller asks for the next image
+        slot, future = pending[0]
         result, found, seconds = future.result()
+        pending.popleft()  # only now: an image still awaited when the caller stops is pending
+        free.append(slot)  # taken again only after the caller asks for the next image
         return (slots.views(slot, result) if slots and isinstance(result, int) else result), found, seconds
 
     try:
@@ -136,6 +157,9 @@ def labelled_tiles(
         while pending:
             yield received()
     finally:
+        if pending:  # stopped early (an error, Ctrl-C): the images still being labelled are not wanted
+            for process in set(multiprocessing.active_children()) - others:
+                process.kill()
         pool.shutdown(wait=True, cancel_futures=True)
         if slots:
             slots.close()

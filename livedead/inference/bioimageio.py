@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from livedead.errors import LivedeadError, one_line
-from livedead.files import atomic_path
+from livedead.files import atomic_path, check_output
 from livedead.inference.sliding_window import LoadedModel, load_model
 from livedead.model.checkpoint import LEGACY_NET
 
@@ -54,12 +54,13 @@ def export_bioimageio(ckpt: str | Path, output: str | Path, cfg: ExportConfig) -
 
     The folder is assembled under a temporary name and renamed into place when it is whole.
     """
+    ckpt, output = Path(ckpt), Path(output)
+    check_output(output, [ckpt, *([cfg.sample] if cfg.sample else [])], folder=True)
     try:
         import bioimageio.spec.model.v0_5 as spec
         from bioimageio.spec import save_bioimageio_package_as_folder
     except ImportError:
         raise LivedeadError('livedead.export needs bioimageio.spec: pip install "livedead[bioimageio]"') from None
-    ckpt, output = Path(ckpt), Path(output)
     if output.exists() and not (output / "rdf.yaml").exists():  # never replace a folder that is not a package
         raise LivedeadError(
             f"{output}: config key 'output': expected a new folder or an earlier export (with rdf.yaml), "

@@ -11,7 +11,8 @@ map is counted (:mod:`livedead.nuclei.counting`), and the results are written to
 * ``metrics.json`` when the input carries truth: count MSE, MAE and relative error, per image
   and per ``count_tile``-px tile, for the model and for the stain-derived reference.
 
-Both files, and the scores in them, are :mod:`livedead.inference.evaluation`'s.
+Both files, and the scores in them, are :mod:`livedead.inference.evaluation`'s. ``counts.csv`` is
+written last, after the figures the command draws, so that a table means the run finished.
 
 An image that fails is reported and skipped, and leaves nothing in the results: its row and its
 per-tile counts are kept only once every step of it has succeeded.
@@ -20,6 +21,7 @@ per-tile counts are kept only once every step of it has succeeded.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from rich.progress import Progress
 from livedead import CLASS_NAMES
 from livedead.data.tilefile import read_tile_attrs
 from livedead.errors import LivedeadError, one_line
-from livedead.files import atomic_path, remove_stale_temporaries
+from livedead.files import atomic_path, check_output, remove_stale_temporaries
 from livedead.inference.evaluation import write_counts, write_metrics
 from livedead.inference.sliding_window import LoadedModel, load_model, predict_image
 from livedead.model.checkpoint import CheckpointRecord, read_checkpoint
@@ -111,6 +113,16 @@ class PredictConfig:
     nucleus_diameter_um: float | None = None
     """The nucleus diameter in micrometres: with a pixel size, it fixes ``diameter``."""
 
+    def validate(self) -> None:
+        """The settings that would otherwise fail on every image, each with numpy's words instead of the key."""
+        if self.save not in SAVE_MODES:
+            raise LivedeadError(f"config key 'save': expected one of {SAVE_MODES}, found {self.save!r}")
+        for key in ("tile", "count_tile", "batch_size"):
+            if getattr(self, key) < 1:
+                raise LivedeadError(f"config key '{key}': expected >= 1, found {getattr(self, key)}")
+        if not 0.0 <= self.overlap < 1.0:
+            raise LivedeadError(f"config key 'overlap': expected in [0, 1), found {self.overlap}")
+
 
 console = Console()
 
@@ -168,12 +180,34 @@ def held_out_wells(ckpt: Path) -> list[str]:
     return attrs.held_out_wells if attrs is not None else []
 
 
-def run(cfg: PredictConfig) -> tuple[list[dict[str, Any]], int]:
-    """Predict and count every image; returns the rows of ``counts.csv`` and the number of images that failed."""
+def choose_device(setting: str) -> str:
+    """The device of config key ``device`` (``auto``: CUDA where there is one), or one line if this machine lacks it."""
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(setting)
+    except RuntimeError:
+        expected = "auto, cpu, cuda, cuda:N or mps"
+        raise LivedeadError(f"config key 'device': expected {expected}, found {setting!r}") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise LivedeadError(
+            f"config key 'device': expected a device of this machine, found {setting!r} "
+            f"({torch.cuda.device_count()} CUDA devices here; device=auto uses what there is)"
+        )
+    return setting
+
+
+def run(
+    cfg: PredictConfig, figures: Callable[[list[dict[str, Any]], Path], None] | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """Predict and count every image; returns the rows of ``counts.csv`` and the number of images that failed.
+
+    ``figures`` (the command's plots of the rows) are drawn into the output folder before the
+    table, which is written last: a ``counts.csv`` only stands beside a whole run's outputs.
+    """
     ckpt, source, out = Path(cfg.ckpt), Path(cfg.input), Path(cfg.output)
-    if cfg.save not in SAVE_MODES:
-        raise LivedeadError(f"config key 'save': expected one of {SAVE_MODES}, found {cfg.save!r}")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    cfg.validate()
+    device = choose_device(cfg.device)
     model: LoadedModel = load_model(ckpt, device, cfg.tile)
     if model.class_names != list(cfg.classes):
         raise LivedeadError(f"{ckpt}: expected a model of classes {list(cfg.classes)}, found {model.class_names}")
@@ -188,8 +222,10 @@ def run(cfg: PredictConfig) -> tuple[list[dict[str, Any]], int]:
     diameter = NucleusScale(cfg.diameter, cfg.pixel_size_um, cfg.nucleus_diameter_um).fixed(plate.pixel_size_um)
     if model.foreground_threshold is None:
         console.print(f"{ckpt}: no calibrated foreground threshold (an older checkpoint): counting the argmax")
-    out.mkdir(parents=True, exist_ok=True)
+    check_output(out, [source, ckpt], folder=True)
+    out.mkdir(exist_ok=True)
     remove_stale_temporaries(out)  # what a killed run was writing
+    (out / "counts.csv").unlink(missing_ok=True)  # an earlier run's table must not stand beside this run's images
     truth = plate.truth()
     stains = "hoechst" in plate.channels and "draq7" in plate.channels
     rows: list[dict[str, Any]] = []
@@ -220,9 +256,11 @@ def run(cfg: PredictConfig) -> tuple[list[dict[str, Any]], int]:
                     detection[k].append(v)
             bar.advance(task)
     if rows:
-        write_counts(rows, out)
+        if figures is not None:
+            figures(rows, out)
         if "true_live" in rows[0]:
             write_metrics(rows, tiles, detection, out, cfg.count_tile, console)
+        write_counts(rows, out)
     console.print(
         f"wrote {len(rows)} images' predictions and counts to {out}" + (f"; {failures} failed" if failures else "")
     )

@@ -109,6 +109,11 @@ def describe_plate(path: Path, channels: Sequence[str] | None, images_key: str =
                 f"found shape {ds.shape}"
             )
         names = [str(c) for c in ds.attrs.get("channels", channels or [])]
+        if "channels" in ds.attrs and channels is not None and list(channels) not in (names, list(PLATE_CHANNELS)):
+            raise LivedeadError(
+                f"{path}: config key 'channels': expected the channels the plate names, in its order ({names}), "
+                f"found {list(channels)}"
+            )
         if len(names) != ds.shape[2]:
             raise LivedeadError(
                 f"{path}: dataset '/{images_key}' has {ds.shape[2]} channels, but the channel names are {names}"

@@ -77,13 +77,24 @@ class ImageReader:
                 data, _ = _read(self.files[w, t], self.names, self.layout or TiffLayout())
             except LivedeadError as err:
                 return PlateImage(w, t, {}, error=str(err))
-            return PlateImage(w, t, data)
+            return PlateImage(w, t, data, error=_not_finite(data, str(self.files[w, t])))
+        where = f"{self.source}: image (well {w}, time {t}) of '/{self.images_key}'"
         try:
             data, lab = read_plate_image(self.source, index, self.images_key, self.has_truth)
         except OSError as err:
-            msg = f"{self.source}: cannot read image (well {w}, time {t}) of '/{self.images_key}': found {err}"
-            return PlateImage(w, t, {}, error=msg)
-        return PlateImage(w, t, dict(zip(self.names, data, strict=True)), lab)
+            return PlateImage(w, t, {}, error=f"{where}: cannot be read: found {err}")
+        channels = dict(zip(self.names, data, strict=True))
+        return PlateImage(w, t, channels, lab, error=_not_finite(channels, where))
+
+
+def _not_finite(channels: dict[str, np.ndarray], where: str) -> str | None:
+    """Why an image's pixels cannot be used: NaN or infinite values, which every threshold and
+    normalisation downstream would turn into an error without a name, or into silent nonsense."""
+    for name, pixels in channels.items():
+        if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():
+            bad = int(np.count_nonzero(~np.isfinite(pixels)))
+            return f"{where}: channel '{name}': expected finite pixels, found {bad} NaN or infinite"
+    return None
 
 
 @dataclass

@@ -46,7 +46,7 @@ from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
 from livedead.errors import LivedeadError
-from livedead.files import remove_stale_temporaries
+from livedead.files import check_output, remove_stale_temporaries
 from livedead.plates.images import ImageMeta, pick_channels, read_image
 from livedead.plates.platefile import PLATE_CHANNELS, PlateAttrs, write_plate
 
@@ -407,7 +407,7 @@ def stitch(folder: str | Path, output: str | Path, cfg: StitchConfig) -> StitchS
     n = cfg.rows * cfg.cols
     # row-major grid index of each field number
     cell_of = [r * cfg.cols + c for r, c in (grid_cell(k, cfg.rows, cfg.cols, cfg.order) for k in range(n))]
-    output.parent.mkdir(parents=True, exist_ok=True)
+    check_output(output, [folder])
     remove_stale_temporaries(output)
     registrations: dict[tuple[str, int], Registration] = {}
     shape: tuple[int, int] | None = None

@@ -32,7 +32,7 @@ from rich.progress import Progress
 from scipy import ndimage
 
 from livedead.errors import LivedeadError
-from livedead.files import atomic_path
+from livedead.files import atomic_path, check_output
 from livedead.plates.images import write_ome_tiff
 from livedead.plates.platefile import PLATE_CHANNELS, PlateAttrs, write_plate
 from livedead.plates.sources import open_plate
@@ -288,8 +288,7 @@ def render_image(spec: PlateSpec, cells: Cells, well: int, t: int) -> tuple[np.n
 def generate_plate(path: str | Path, spec: PlateSpec, progress: bool = True) -> Path:
     """Write a raw plate file, truth included (layout: :mod:`livedead.plates.platefile`)."""
     spec.validate()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_output(path)
     w, t = spec.wells, spec.timepoints
     attrs = PlateAttrs(
         wells=[f"W{i + 1:02d}" for i in range(w)], time_interval_h=spec.time_interval_h, spec=json.dumps(asdict(spec))
@@ -340,8 +339,8 @@ def write_fields(plate: str | Path, folder: str | Path, grid: FieldGrid) -> Path
     """
     if grid.order not in ORDERS:
         raise LivedeadError(f"config key 'grid.order': expected one of {ORDERS}, found {grid.order!r}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = check_output(folder, [plate], key="fields", folder=True)
+    folder.mkdir(exist_ok=True)
     rng = np.random.default_rng([grid.seed, 11])
     rows_out = ["well,field,row,col,y,x"]
     source, _ = open_plate(plate, channels=None)

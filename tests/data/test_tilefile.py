@@ -15,6 +15,7 @@ from livedead.data.tilefile import (
     read_tile_attrs,
     reusable_first_pass,
 )
+from livedead.errors import LivedeadError
 
 
 def test_prepare_writes_the_attributes_the_record_reads_back(tiles_path):
@@ -99,3 +100,16 @@ def test_a_first_pass_is_reused_only_when_complete_and_made_the_same_way(tmp_pat
     assert not reusable_first_pass(path, "recipe")
     path.write_bytes(b"not an HDF5 file")
     assert not reusable_first_pass(path, "recipe")
+
+
+def test_a_declared_split_that_does_not_fit_the_file_is_refused(tmp_path):
+    """``n_train`` of 100 for 24 tiles would have fallen back to a tile-level split, which leaks (README)."""
+    rng = np.random.default_rng(0)
+    for declared in (100, 24, 0, -3):
+        path = tmp_path / f"t{declared}.h5"
+        with h5py.File(path, "w") as f:
+            f["images"] = rng.integers(0, 1000, (24, 1, 16, 16), dtype=np.uint16)
+            f["labels"] = rng.integers(0, 3, (24, 16, 16), dtype=np.uint8)
+            f.attrs["n_train"] = declared
+        with pytest.raises(LivedeadError, match=f"t{declared}.h5: attribute 'n_train': .*24 tiles.*found {declared}"):
+            inspect_tile_file(path, "images", "labels", "class_counts", 3, 4, 0.1, 0)
