@@ -54,7 +54,7 @@ from livedead.data.workers import ImageTiles, labelled_tiles, worker_count
 from livedead.errors import LivedeadError
 from livedead.files import check_output, remove_stale_temporaries
 from livedead.nuclei.labels import labels_from_stains
-from livedead.nuclei.size import NucleusScale, image_diameter
+from livedead.nuclei.size import NucleusScale, image_sizes
 from livedead.plates.platefile import PLATE_CHANNELS
 from livedead.plates.sources import ImageReader, Plate, TiffLayout, open_plate
 from livedead.plates.synthetic import PlateSpec, generate_plate
@@ -165,8 +165,9 @@ def image_tiles(
         lab = image.truth
     else:
         hoechst, draq7 = image.channels["hoechst"], image.channels["draq7"]
-        diameter = image_diameter(hoechst, draq7, diameter)
-        lab = labels_from_stains(hoechst, draq7, diameter=diameter, **cfg.stains)
+        sizes = image_sizes(hoechst, draq7, diameter)
+        diameter = sizes.typical if sizes is not None else None
+        lab = labels_from_stains(hoechst, draq7, sizes=sizes, **cfg.stains)
     labelling = time.perf_counter() - start
     brightfield = image.channels["brightfield"]
     n = tiles_per_image(lab.shape, cfg)

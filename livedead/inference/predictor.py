@@ -51,7 +51,7 @@ from livedead.nuclei.counting import (
     per_tile_counts,
 )
 from livedead.nuclei.labels import labels_from_stains
-from livedead.nuclei.size import NucleusScale, image_diameter
+from livedead.nuclei.size import NucleusScale, image_sizes
 from livedead.plates.images import write_ome_tiff
 from livedead.plates.platefile import PLATE_CHANNELS, PlateTruth
 from livedead.plates.sources import PlateImage, TiffLayout, open_plate
@@ -308,9 +308,11 @@ def _predict_one(
         detection["model"] = match_nuclei(nuclei, true_instances)
     if stains:
         hoechst, draq7 = image.channels["hoechst"], image.channels["draq7"]
-        stain_diameter = image_diameter(hoechst, draq7, diameter)
-        stain_map = labels_from_stains(hoechst, draq7, diameter=stain_diameter, **cfg.stains)
-        stain_nuclei = nuclei_from_class_map(stain_map, diameter=stain_diameter, **cfg.counting)
+        sizes = image_sizes(hoechst, draq7, diameter)
+        stain_diameter = sizes.typical if sizes is not None else None
+        stain_map = labels_from_stains(hoechst, draq7, sizes=sizes, **cfg.stains)
+        largest = sizes.largest if sizes is not None else None
+        stain_nuclei = nuclei_from_class_map(stain_map, diameter=stain_diameter, largest=largest, **cfg.counting)
         stain_counts = stain_nuclei.counts()
         row["stain_live"], row["stain_dead"] = stain_counts["live"], stain_counts["dead"]
         row["stain_diameter_px"] = round(stain_diameter, 2) if stain_diameter else None

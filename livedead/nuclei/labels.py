@@ -3,28 +3,35 @@
 Class 0 is background, 1 DAPI (Hoechst positive, Draq7 negative: a live nucleus) and 2 Cy5
 (Draq7 positive, whichever the Hoechst: a dead nucleus).
 
-Every size is a multiple of the typical nucleus diameter ``D`` (:mod:`livedead.nuclei.size`),
-measured in the Hoechst channel unless given, so the same settings hold at any magnification.
-Each channel is:
+Every size is a multiple of a nucleus diameter measured in the Hoechst channel unless given
+(:class:`~livedead.nuclei.size.NucleusSizes`): lengths that must not cut a large nucleus in the
+largest population's, lengths that must keep a small one in the typical nucleus's, so a plate of
+large targets among small effectors is labelled at both scales. Each channel is:
 
 1. background-corrected: the illumination's trend (a quadratic fitted to the background), then a
-   grey opening of radius ``background`` x D on a block-averaged copy, which follows uneven
-   illumination but not the nuclei;
-2. smoothed (Gaussian, ``smooth`` x D);
+   grey opening of radius ``background`` x the largest diameter on a block-averaged copy, which
+   follows uneven illumination but not the nuclei;
+2. smoothed (Gaussian, ``smooth`` x the typical diameter);
 3. thresholded locally: a pixel is foreground where it is above the Gaussian-weighted mean of
-   its neighbourhood (``local`` x D across, scikit-image's ``threshold_local``) and above the
-   automatic global threshold (Otsu on log intensities by default), so that touching nuclei
-   keep the darker seam between them, which counting splits them at;
-4. kept only where an object's peak stands ``min_snr`` noise sigmas above the background
-   (hysteresis; the noise measured by sigma clipping), so a blank, constant or cell-free
-   channel yields no objects: an automatic threshold alone splits pure noise in two;
-5. cut at ``object_fraction`` of each object's own peak, near half-maximum, so dim and bright
-   nuclei get the same kind of boundary;
-6. cleaned: holes under ``max_hole`` and objects under ``min_area`` of a typical nucleus's
-   area are filled or dropped, so micronuclei and debris are not labelled nuclei.
+   its neighbourhood (``local`` x the largest diameter across, scikit-image's ``threshold_local``)
+   and above the automatic global threshold (Otsu on log intensities by default) or the noise
+   floor, so that touching nuclei keep the darker seam between them, which counting splits them at;
+4. cut in basins: each basin of the peaks half a typical nucleus apart is kept above
+   ``object_fraction`` of its own peak, near half-maximum, if that peak stands ``min_snr`` noise
+   sigmas above the background, so dim and bright nuclei get the same kind of boundary and a dim
+   nucleus is not lost below a bright neighbour's; the noise is measured in differences between
+   pixels (:func:`~livedead.nuclei.size.noise_sigma`), not in the spread of intensities, which
+   counts the nuclei of a dense field, and a blank, constant, cell-free or clipped (8-bit black)
+   channel yields no objects;
+5. kept only where an object's mean stands ``min_snr`` sigmas out of the noise over its
+   independent samples, which no speck of noise does;
+6. cleaned: holes under ``max_hole`` of a largest nucleus's area are filled, and objects under
+   ``min_area`` of a typical one's, or narrower than ``min_of_largest`` of the largest diameter, are
+   dropped, so micronuclei and debris are not labelled nuclei.
 
-``tests/data/test_labels.py`` holds the floors measured on the synthetic plate (pixel IoU 0.95 for
-DAPI and Cy5) and on real nuclei (foreground IoU 0.83 to 0.85 on the stardist image at 0.5x, 1x, 2x).
+``tests/nuclei/test_labels.py`` holds the floors measured on the synthetic plate (pixel IoU 0.95 for
+DAPI and Cy5), on real nuclei (foreground IoU on the stardist image at 0.5x, 1x, 2x), on nuclei
+among micronuclei, and on empty channels of every kind.
 """
 
 from __future__ import annotations
@@ -36,20 +43,25 @@ from scipy import ndimage
 from skimage import filters, morphology
 
 from livedead.errors import LivedeadError
-from livedead.nuclei.size import OBJECT_FRACTION, background_stats, cut_at_peak_fraction, image_diameter
+from livedead.nuclei.size import (
+    MIN_OF_LARGEST,
+    OBJECT_FRACTION,
+    NucleusSizes,
+    background_stats,
+    cut_at_peak_fraction,
+    image_sizes,
+    noise_sigma,
+    nucleus_area,
+    smallest_nucleus,
+    smooth_trend,
+)
 
-LOCALPEAK = 1.5
 THRESHOLDS = {
     "otsu": filters.threshold_otsu,
     "li": filters.threshold_li,
     "yen": filters.threshold_yen,
     "triangle": filters.threshold_triangle,
 }
-
-
-def nucleus_area(diameter: float) -> float:
-    """The area (px) of a round nucleus of that diameter: the unit of the size limits."""
-    return float(np.pi * diameter**2 / 4)
 
 
 def correct_background(image: np.ndarray, radius: float, downsample: int | None = None) -> np.ndarray:
@@ -76,37 +88,6 @@ def correct_background(image: np.ndarray, radius: float, downsample: int | None 
     return img
 
 
-def smooth_trend(image: np.ndarray, k: float = 3.0) -> np.ndarray:
-    """The illumination's trend: a quadratic surface fitted to the background, nuclei clipped away.
-
-    A least-squares fit on at most ~10,000 pixels of a regular grid, refitted without the pixels
-    more than ``k`` robust sigmas above it (the nuclei) until none are left, as
-    :func:`livedead.nuclei.size.background_stats` does for a level.
-    """
-    h, w = image.shape
-    step = max(1, int(np.sqrt(h * w / 10_000)))
-
-    def design(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-        y, x = yy / max(h - 1, 1) - 0.5, xx / max(w - 1, 1) - 0.5
-        return np.stack([np.ones_like(y), y, x, y * y, x * x, x * y], axis=-1)
-
-    yy, xx = np.mgrid[0:h:step, 0:w:step]
-    sample = design(yy.ravel().astype(np.float64), xx.ravel().astype(np.float64))
-    values = image[::step, ::step].ravel().astype(np.float64)
-    keep = np.ones(values.size, bool)
-    coef = np.zeros(sample.shape[1])
-    for _ in range(10):
-        coef, *_ = np.linalg.lstsq(sample[keep], values[keep], rcond=None)
-        residual = values - sample @ coef
-        sigma = 1.4826 * float(np.median(np.abs(residual[keep] - np.median(residual[keep]))))
-        new = residual <= k * sigma
-        if (new == keep).all() or new.sum() < sample.shape[1]:
-            break
-        keep = new
-    rows, cols = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
-    return (design(rows, cols) @ coef).astype(np.float32)
-
-
 def segment_channel(
     image: np.ndarray,
     diameter: float,
@@ -118,54 +99,87 @@ def segment_channel(
     min_area: float = 0.15,
     max_hole: float = 0.5,
     object_fraction: float = OBJECT_FRACTION,
+    min_of_largest: float = MIN_OF_LARGEST,
+    largest: float | None = None,
 ) -> np.ndarray:
     """Foreground mask of one stain channel; an empty mask where no nucleus stands above the noise.
 
-    ``diameter`` is the typical nucleus diameter in pixels; ``background``, ``smooth`` and
-    ``local`` are lengths in diameters, ``min_area`` and ``max_hole`` areas in nuclei.
+    ``diameter`` is the typical nucleus diameter in pixels and ``largest`` that of the population
+    that carries most nucleus area (:class:`~livedead.nuclei.size.NucleusSizes`; None: the same).
+    Lengths that must not cut a large nucleus (``background``, ``local``, ``max_hole``) are in
+    largest diameters, those that must keep a small one (``smooth``, ``min_area``, the spacing of
+    peaks) in typical ones; an object under ``min_of_largest`` of the largest diameter (a
+    micronucleus, debris) is never a nucleus. ``min_area`` and ``max_hole`` are areas in nuclei.
     """
     if threshold not in THRESHOLDS:
         raise LivedeadError(f"config key 'threshold': expected one of {sorted(THRESHOLDS)}, found {threshold!r}")
     if not diameter > 0:
         raise LivedeadError(f"nucleus diameter: expected > 0 px, found {diameter}")
-    img = correct_background(image, radius=background * diameter)
-    if smooth > 0:
-        img = ndimage.gaussian_filter(img, max(0.5, smooth * diameter))
-    median, sigma = background_stats(img)
+    largest = max(diameter, largest or diameter)
+    img = correct_background(image, radius=background * largest)
+    sigma_px = max(0.5, smooth * diameter) if smooth > 0 else 0.0
+    if sigma_px:
+        img = ndimage.gaussian_filter(img, sigma_px)
+    median, _ = background_stats(img)
+    sigma = noise_sigma(image, img, sigma_px)
     floor = median + min_snr * sigma
     if float(img.max()) - float(img.min()) <= 1e-6 or float(img.max()) <= floor:
         return np.zeros(image.shape, bool)
     low = float(np.exp(THRESHOLDS[threshold](np.log(np.clip(img, max(sigma, 1e-3), None)))))
-    block = max(3, int(local * diameter) | 1)
-    candidates = (img > filters.threshold_local(img, block, method="gaussian")) & (img > min(low, floor))
-    objects, n = ndimage.label(candidates)
-    peaks = np.zeros(n + 1, np.float32)
-    np.maximum.at(peaks, objects[candidates], img[candidates])  # linear in foreground pixels
-    mask = cut_at_peak_fraction(img - median, (peaks > floor)[objects], object_fraction)
-    area = nucleus_area(diameter)
-    mask = morphology.remove_small_holes(mask, max_size=max(1, int(max_hole * area)))
-    return morphology.remove_small_objects(mask, max_size=max(0, int(min_area * area) - 1))
+    block = max(3, int(local * largest) | 1)
+    candidates = img > min(low, floor)
+    if local > 0:
+        candidates &= img > filters.threshold_local(img, block, method="gaussian")
+    mask = cut_at_peak_fraction(img - median, candidates, object_fraction, 0.5 * diameter, floor - median)
+    mask = significant_objects(mask, img - median, sigma, sigma_px, min_snr)
+    mask = morphology.remove_small_holes(mask, max_size=max(1, int(max_hole * nucleus_area(largest))))
+    smallest = smallest_nucleus(diameter, largest, min_area, min_of_largest)
+    return morphology.remove_small_objects(mask, max_size=smallest - 1)
+
+
+def significant_objects(
+    mask: np.ndarray, above: np.ndarray, sigma: float, smoothing: float, min_snr: float
+) -> np.ndarray:
+    """The objects of ``mask`` whose mean stands ``min_snr`` noise sigmas out of the background, its noise
+    averaged over the object's independent samples (its area over the smoothing's): a nucleus has many,
+    a speck of noise that peaked above the floor has one or two, and photon noise's heavy tail makes such
+    specks in every large empty field."""
+    objects, n = ndimage.label(mask)
+    if n == 0 or sigma <= 0:
+        return mask
+    area = np.bincount(objects.ravel(), minlength=n + 1).astype(np.float64)
+    total = np.bincount(objects.ravel(), weights=above.ravel(), minlength=n + 1)
+    samples = np.maximum(area / max(1.0, 4 * np.pi * smoothing**2), 1.0)
+    snr = total / np.maximum(area, 1) / sigma * np.sqrt(samples)
+    keep = snr > min_snr
+    keep[0] = False
+    return keep[objects]
 
 
 def labels_from_stains(
-    hoechst: np.ndarray, draq7: np.ndarray, diameter: float | None = None, **options: Any
+    hoechst: np.ndarray,
+    draq7: np.ndarray,
+    diameter: float | None = None,
+    sizes: NucleusSizes | None = None,
+    **options: Any,
 ) -> np.ndarray:
     """Class map (uint8) from the two stain channels of one image; Draq7 wins over Hoechst.
 
-    ``diameter`` (px) is measured in the Hoechst channel (every nucleus) when not given, or in
-    the Draq7 channel if Hoechst shows none. ``options`` are :func:`segment_channel`'s
-    (threshold, min_snr, background, smooth, local, min_area, max_hole), applied to both channels.
+    The nucleus sizes are ``sizes`` when the caller has measured them, else measured in the Hoechst
+    channel (every nucleus) unless ``diameter`` (px) fixes them, or in the Draq7 channel if Hoechst
+    shows none (:func:`~livedead.nuclei.size.image_sizes`). ``options`` are :func:`segment_channel`'s
+    (threshold, min_snr, background, smooth, local, min_area, max_hole, ...), applied to both channels.
     """
     if hoechst.ndim != 2 or hoechst.shape != draq7.shape:
         raise LivedeadError(
             f"stain channels: expected two 2-D images of one shape, found {hoechst.shape} and {draq7.shape}"
         )
     labels = np.zeros(hoechst.shape, np.uint8)
-    diameter = image_diameter(hoechst, draq7, diameter)
-    if diameter is None:  # neither channel shows a nucleus
+    sizes = sizes or image_sizes(hoechst, draq7, diameter)
+    if sizes is None:  # neither channel shows a nucleus
         return labels
-    labels[segment_channel(hoechst, diameter, **options)] = 1
-    labels[segment_channel(draq7, diameter, **options)] = 2
+    labels[segment_channel(hoechst, sizes.typical, largest=sizes.largest, **options)] = 1
+    labels[segment_channel(draq7, sizes.typical, largest=sizes.largest, **options)] = 2
     return labels
 
 

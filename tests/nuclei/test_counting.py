@@ -9,6 +9,7 @@ from livedead.nuclei.counting import (
     nuclei_from_class_map,
     nuclei_from_probabilities,
     per_tile_counts,
+    truth_coverage,
 )
 from livedead.nuclei.labels import labels_from_stains
 from livedead.plates.synthetic import PlateSpec, generate_plate
@@ -82,8 +83,8 @@ def test_stain_labelling_and_counting_find_real_nuclei(scale):
     nuclei = nuclei_from_class_map(labels_from_stains(hoechst, draq7))
     scores = match_nuclei(nuclei, truth)
     assert scores["true"] == 125
-    assert 119 <= scores["found"] <= 131, scores  # measured 123, 122, 123
-    assert scores["f1"] >= 0.90, scores  # measured 0.95, 0.96, 0.96
+    assert 119 <= scores["found"] <= 131, scores  # measured 121, 121, 123
+    assert scores["f1"] >= 0.90, scores  # measured 0.97, 0.97, 0.96
     assert not nuclei.dead.any()
 
 
@@ -117,3 +118,11 @@ def test_counting_from_probabilities_uses_the_threshold_and_the_mean_class():
     found = nuclei_from_probabilities(probs, threshold=0.5)
     assert found.counts() == {"live": 1, "dead": 1, "total": 2, "dead_fraction": 0.5}
     assert nuclei_from_probabilities(probs, threshold=0.25).counts()["total"] == 3
+
+
+def test_truth_coverage_counts_found_and_split_true_nuclei():
+    truth = np.zeros((60, 60), np.int32)
+    truth[5:20, 5:20], truth[30:50, 30:50], truth[5:15, 40:55] = 1, 2, 3
+    found = find_nuclei(np.zeros((60, 60), bool))
+    found.centroids = np.array([[10.0, 10.0], [35.0, 35.0], [45.0, 45.0], [58.0, 2.0]])  # 1 once, 2 twice, 3 never
+    assert truth_coverage(found, truth) == {"true": 3, "found": 2, "split": 1}

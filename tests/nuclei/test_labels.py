@@ -3,13 +3,14 @@ import numpy as np
 import pytest
 
 from livedead.errors import LivedeadError
+from livedead.nuclei.counting import nuclei_from_class_map
 from livedead.nuclei.labels import class_iou, labels_from_stains, segment_channel
-from livedead.nuclei.size import estimate_diameter
+from livedead.nuclei.size import estimate_diameter, image_sizes
 from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
-from tests.conftest import real_nuclei
+from tests.conftest import nuclei_with_micronuclei, real_nuclei
 
 # The floor that stain-derived labels must meet against the synthetic truth (pixel IoU, mean
-# over every image of the test plate). Measured: background 0.998, DAPI 0.95, Cy5 0.96.
+# over every image of the test plate). Measured: background 0.998, DAPI 0.94, Cy5 0.95.
 MIN_IOU = {"background": 0.99, "dapi": 0.92, "cy5": 0.92}
 
 
@@ -32,7 +33,7 @@ def test_real_nuclei_foreground(scale):
     draq7 = np.random.default_rng(0).normal(100, 6, hoechst.shape).astype(np.uint16)  # pure background noise
     labels = labels_from_stains(hoechst, draq7)
     iou = class_iou((labels > 0).astype(np.uint8), (truth > 0).astype(np.uint8), 2)[1]
-    assert iou >= 0.70, iou  # measured 0.83, 0.85, 0.84
+    assert iou >= 0.70, iou  # measured 0.83, 0.85, 0.85
     assert not (labels == 2).any(), "no dead nucleus from a noise-only Draq7 channel"
 
 
@@ -89,3 +90,69 @@ def test_bad_options():
         segment_channel(img, 0.0)
     with pytest.raises(LivedeadError, match="shape"):
         labels_from_stains(img, np.zeros((32, 32)))
+
+
+def empty_channel(kind: str, specks: bool, rng: np.random.Generator, shape=(512, 512)) -> np.ndarray:
+    """A stain channel of a healthy well: no stained nucleus, only the camera's background."""
+    if kind == "8-bit black, noise 1":
+        img = np.clip(rng.normal(0, 1.0, shape), 0, 255)
+    elif kind == "8-bit black, noise 3":
+        img = np.clip(rng.normal(0, 3.0, shape), 0, 255)
+    elif kind == "8-bit offset":
+        img = np.clip(rng.normal(10, 2, shape), 0, 255)
+    elif kind == "16-bit photon noise":
+        img = rng.poisson(2.0, shape).astype(float)
+    elif kind == "16-bit sparse photons":
+        img = rng.poisson(0.2, shape).astype(float)
+    else:  # 16-bit with a camera offset
+        img = rng.normal(100, 6, shape)
+    if specks:  # hot pixels and cosmic rays: bright single pixels, one in 10,000
+        hot = rng.random(shape) < 1e-4
+        img[hot] = 250 if kind.startswith("8-bit") else 3000
+    return np.round(img).astype(np.uint8 if kind.startswith("8-bit") else np.uint16)
+
+
+@pytest.mark.parametrize("specks", [False, True])
+@pytest.mark.parametrize(
+    "kind",
+    ["8-bit black, noise 1", "8-bit black, noise 3", "8-bit offset", "16-bit photon noise", "16-bit sparse photons",
+     "16-bit offset"],
+)  # fmt: skip
+def test_an_empty_stain_channel_yields_no_nuclei_at_any_bit_depth_or_scale(kind, specks):
+    """Every healthy control well has an empty dead-stain channel: it must count no dead nucleus, whatever
+    the nucleus size it is segmented at (before: 28,296 objects at 4 px for an 8-bit black background)."""
+    img = empty_channel(kind, specks, np.random.default_rng(0))
+    for diameter in (4.0, 12.0, 40.0):
+        assert not segment_channel(img, diameter).any(), diameter
+    hoechst, _ = real_nuclei(1.0)
+    labels = labels_from_stains(hoechst, np.resize(img, hoechst.shape))
+    assert not (labels == 2).any(), "no dead nucleus from an empty Draq7 channel"
+
+
+def test_nuclei_among_micronuclei_are_counted_at_their_own_size():
+    """Micronuclei outnumber the nuclei 3 to 1 (8-bit, black background, 47 px nuclei): the scale is the
+    nuclei's, no micronucleus is counted and no dead one is invented. Before: 10,214 counted for 125."""
+    image, truth = nuclei_with_micronuclei(2.0)
+    empty = np.zeros_like(image)
+    sizes = image_sizes(image, empty)
+    assert sizes.largest == pytest.approx(47.3, rel=0.15)  # measured 51.2 (the hand-drawn median 47.3)
+    nuclei = nuclei_from_class_map(labels_from_stains(image, empty, sizes=sizes))
+    ys, xs = np.round(nuclei.centroids).astype(int).T
+    assert (truth[ys, xs] > 0).all(), "every counted nucleus lies in a hand-drawn one: no micronucleus"
+    assert abs(len(nuclei.dead) - 125) <= 0.12 * 125, len(nuclei.dead)  # measured 138: 10% over, by splits
+    assert not nuclei.dead.any()
+
+
+def test_a_dim_large_nucleus_beside_a_bright_small_one_is_kept():
+    """A target cell's large, dim nucleus touched by an effector's small, bright one (15x brighter)."""
+    yy, xx = np.mgrid[:200, :200]
+    image = np.random.default_rng(0).normal(100, 5, (200, 200))
+    large = (yy - 100) ** 2 + (xx - 90) ** 2 <= 22**2
+    small = (yy - 100) ** 2 + (xx - 119) ** 2 <= 8**2
+    image[large] += 200
+    image[small] = 100 + 3000
+    labels = labels_from_stains(image.astype(np.uint16), np.random.default_rng(1).normal(100, 5, (200, 200)))
+    # measured 0.73 (the bright one's basin takes the dim pixels beside it); 0 when cut at the bright one's peak
+    assert (labels[large & ~small] == 1).mean() > 0.65, "the dim nucleus is labelled, not cut below the bright one"
+    assert (labels[small] == 1).mean() > 0.8
+    assert len(nuclei_from_class_map(labels).dead) == 2

@@ -3,7 +3,15 @@ import pytest
 from skimage import measure
 
 from livedead.errors import LivedeadError
-from livedead.nuclei.size import NucleusScale, background_stats, diameter_of_mask, estimate_diameter, image_diameter
+from livedead.nuclei.size import (
+    NucleusScale,
+    background_stats,
+    diameter_of_mask,
+    estimate_diameter,
+    image_diameter,
+    sizes_of_mask,
+    smallest_nucleus,
+)
 from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
 from tests.conftest import real_nuclei
 
@@ -66,3 +74,21 @@ def test_one_answer_for_the_diameter_of_an_image():
     assert image_diameter(image, empty) == pytest.approx(estimate_diameter(image))
     assert image_diameter(empty, image) == pytest.approx(estimate_diameter(image))  # only dead nuclei: the dead stain
     assert image_diameter(empty, empty) is None
+
+
+def test_two_populations_keep_two_scales():
+    """Many small effector nuclei and fewer large target ones: the typical diameter is the small one's,
+    the largest population's is the large one's (one number per image was the small one alone)."""
+    mask = np.zeros((600, 600), bool)
+    yy, xx = np.mgrid[:600, :600]
+    for i in range(30):  # 30 nuclei 16 px across
+        cy, cx = 30 + 45 * (i // 10), 30 + 55 * (i % 10)
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= 8**2
+    for i in range(8):  # 8 nuclei 46 px across
+        cy, cx = 220 + 120 * (i // 4), 60 + 140 * (i % 4)
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= 23**2
+    sizes = sizes_of_mask(mask)
+    assert sizes.typical == pytest.approx(16, abs=1.5)
+    assert sizes.largest == pytest.approx(46, abs=2)
+    assert smallest_nucleus(sizes.typical, sizes.largest, 0.15) < np.pi * 8**2 < np.pi * 23**2, "both are nuclei"
+    assert smallest_nucleus(sizes.typical, sizes.largest, 0.15) > np.pi * 2.5**2, "a 5 px micronucleus is not"
