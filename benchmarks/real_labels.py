@@ -62,7 +62,8 @@ def main() -> None:
     print(f"fields: {len(rows)}, hand-drawn MCF-7 nuclei: {total}, labelled and counted in {seconds:.1f} s")
     big = np.array(largest, float)
     for name, values in (("typical diameter", d), ("largest population's diameter", big)):
-        print(f"{name} per image (px): median {np.nanmedian(values):.1f}, range {np.nanmin(values):.1f}-{np.nanmax(values):.1f}")
+        low, mid, high = np.nanmin(values), np.nanmedian(values), np.nanmax(values)
+        print(f"{name} per image (px): median {mid:.1f}, range {low:.1f}-{high:.1f}")
     print(f"counted nuclei: {counted} ({dead} dead); worst field recall {min(recalls):.2f}")
     print(
         f"RESULT mcf7_recall={found / total:.3f} mcf7_split={split / total:.3f} "
