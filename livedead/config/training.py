@@ -1,8 +1,9 @@
 """The training task: instantiate the datamodule, model, callbacks, loggers and trainer from the config,
 seed everything, fit, validate the best checkpoint and record the job.
 
-Every job writes ``result.json`` into its folder, finished or failed; in a multirun a failed job
-is recorded and the sweep goes on (``livedead.config.sweeps`` ranks the jobs at the end).
+Every job writes ``result.json`` into its folder, finished, failed or interrupted (Ctrl-C); in a
+multirun a failed job is recorded and the sweep goes on (``livedead.config.sweeps`` ranks the jobs
+at the end). A job holds its folder locked for its life, and logs Lightning's lines to its ``train.log``.
 :func:`run` is the task of ``livedead.train``; tests compose a config and call it in-process, as
 lightning-hydra-template does.
 """
@@ -195,7 +196,7 @@ def named_run_folders(argv: list[str]) -> list[Path]:
     for arg in argv:
         key, _, value = arg.partition("=")
         value = value.strip("'\"")
-        if key == "resume" and value:
+        if key == "resume" and value not in ("", "null"):
             check_run_folder(Path(value).resolve())
             folders.append(Path(value).resolve())
         elif key == "hydra.run.dir" and Path(value).is_dir():
