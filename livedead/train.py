@@ -17,7 +17,7 @@ import hydra
 
 from livedead.config import resolvers, schema
 from livedead.config.app import cli_errors, run_app
-from livedead.config.training import PROG, named_run_folders, run, run_folder_lock
+from livedead.config.training import PROG, hold_named_run_folder, run
 from livedead.errors import LivedeadError, one_line
 
 schema.store("train_schema", schema.TrainSettings)
@@ -34,8 +34,8 @@ def cli() -> None:
     with contextlib.ExitStack() as held:
         try:
             problem = resolvers.unknown_group_choice(argv, conf_dir) or resolvers.unwritable_output(argv)
-            for folder in [] if problem else named_run_folders(argv):
-                held.enter_context(run_folder_lock(folder))
+            if not problem:
+                hold_named_run_folder(argv, held)
         except LivedeadError as err:
             problem = one_line(err)
         if problem:  # bad input: one line and exit 2, as everywhere (sys.exit of a message would be 1)

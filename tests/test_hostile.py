@@ -339,16 +339,15 @@ def test_a_run_folder_in_use_is_refused_untouched_and_freed_by_kill_9(tiles_path
     first = training(tiles_path, tmp_path, f"hydra.run.dir={run}", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for("events.out.tfevents.*", run, first)  # training: the folder is held
-        second = subprocess.run([sys.executable, str(ROOT / "train.py"), "data=hdf5", f"data.path={tiles_path}",
-                                 *TINY, "data.batch_size=10", "trainer.max_epochs=1", f"hydra.run.dir={run}"],
-                                cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+        # the second training is this process: the same command line, in the same folder
+        second = run_cli("livedead.train", "data=hdf5", f"data.path={tiles_path}", *TINY, "data.batch_size=10",
+                         "trainer.max_epochs=1", f"hydra.run.dir={run}", cwd=tmp_path)  # fmt: skip
         assert_one_line_error(second, f"run folder {run} is in use", f"(pid {first.pid})")
         assert second.returncode == 2
         assert not list(run.glob(".hydra/resume-*")), "the second run wrote no record"
         assert {p.name.split(".")[5] for p in run.glob("events.out.tfevents.*")} == {str(first.pid)}
         assert not list(run.glob("checkpoints/*-v1.ckpt"))
-        refused = run_cli("livedead.train", f"resume={run}", cwd=tmp_path)  # (and a resume of it, in process)
-        assert_one_line_error(refused, "is in use", f"(pid {first.pid})")
+        assert_one_line_error(run_cli("livedead.train", f"resume={run}", cwd=tmp_path), "is in use", str(first.pid))
     finally:
         first.kill()
         first.wait(30)

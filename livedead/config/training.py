@@ -187,21 +187,22 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     return {"metrics": metrics, "best_ckpt": best, "best_epoch": best_epoch, "skipped_tiles": model.skipped_tiles}
 
 
-def named_run_folders(argv: list[str]) -> list[Path]:
-    """The existing run folder a single run's command line names (``resume=``, ``hydra.run.dir=``), checked:
-    the command locks it before Hydra writes its record there, so a refused run leaves it untouched."""
+def hold_named_run_folder(argv: list[str], held: contextlib.ExitStack) -> None:
+    """Lock (into ``held``) the existing folder a single run's command line names (``resume=``,
+    ``hydra.run.dir=``), then check that a ``resume=`` names a run to resume: before Hydra writes its
+    record there, so a refused run leaves the folder untouched. A folder in use is said first."""
     if "-m" in argv or "--multirun" in argv:
-        return []
-    folders = []
+        return
     for arg in argv:
         key, _, value = arg.partition("=")
         value = value.strip("'\"")
-        if key == "resume" and value not in ("", "null"):
-            check_run_folder(Path(value).resolve())
-            folders.append(Path(value).resolve())
-        elif key == "hydra.run.dir" and Path(value).is_dir():
-            folders.append(Path(value))
-    return folders
+        if key not in ("resume", "hydra.run.dir") or value in ("", "null"):
+            continue
+        folder = Path(value).resolve()
+        if folder.is_dir():
+            held.enter_context(run_folder_lock(folder))
+        if key == "resume":
+            check_run_folder(folder)
 
 
 def run_folder_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
