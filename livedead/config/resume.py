@@ -1,7 +1,7 @@
 """Resuming a run folder: its saved config, its latest checkpoint, and the TensorBoard files it goes on in.
 
 ``resume=<run folder>`` (and a rerun sweep job) continues a run in its own folder from its
-checkpoint that got furthest, with the config it started with. What a resumed run needs of the
+checkpoint that got furthest and loads, with the config it started with. What a resumed run needs of the
 training itself, besides Lightning's own restore, is :class:`livedead.model.callbacks.ExactResume`'s.
 """
 
