@@ -11,6 +11,10 @@ class LivedeadError(Exception):
     """Bad input or configuration. The message names the file or key, what was expected and found."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, caught where the command knows what it kept: the message says so (``kept ...; continue with ...``)."""
+
+
 def one_line(err: BaseException) -> str:
     """The message of an error, also when a DataLoader worker re-raised it with its traceback inside."""
     text = str(err).strip()

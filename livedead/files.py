@@ -1,5 +1,5 @@
 """Files written whole or not at all: atomic renames, stale temporaries of killed runs, full disks,
-outputs that would destroy an input or cannot be written, and Ctrl-C.
+outputs that would destroy an input or cannot be written, folders one run at a time, and Ctrl-C.
 
 Standard library only, so that every layer can write through it.
 """
@@ -7,6 +7,7 @@ Standard library only, so that every layer can write through it.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -147,6 +148,62 @@ def _why_unwritable(where: Path, err: OSError) -> str:
                 return f"{folder} is a file, not a folder"
             break
     return f"{err.strerror or err} ({err.filename or where})"
+
+
+_LOCKS: dict[tuple[int, int], tuple[int, int]] = {}
+"""(device, inode) of each folder this process has locked -> (its descriptor, how many holders)."""
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike[str], what: str = "run folder") -> Iterator[None]:
+    """Hold an advisory lock on an existing folder for the block: two runs never write into one folder.
+
+    The lock is ``flock`` on the folder itself, so nothing is written into it, and the kernel
+    releases it when the process ends however it ends (``kill -9`` included): a lock is never
+    stale. A second process finds it held and gets one line naming the folder and the holder's pid,
+    before it writes anything. Within one process the lock may be taken again (the command and its
+    task both hold it), and it is released when the outermost holder leaves.
+    """
+    path = Path(folder)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    key = (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
+    if key in _LOCKS:
+        os.close(fd)
+        held, count = _LOCKS[key]
+        _LOCKS[key] = (held, count + 1)
+    else:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = _lock_holder(*key)
+            by = f"another process (pid {holder})" if holder else "another process"
+            raise LivedeadError(
+                f"{what} {path} is in use by {by}: wait until it ends, or choose another folder"
+            ) from None
+        _LOCKS[key] = (fd, 1)
+    try:
+        yield
+    finally:
+        held, count = _LOCKS.pop(key)
+        if count > 1:
+            _LOCKS[key] = (held, count - 1)
+        else:
+            os.close(held)  # closing the last descriptor releases the lock
+
+
+def _lock_holder(device: int, inode: int) -> int | None:
+    """The pid that holds the flock lock of a file, from Linux's ``/proc/locks`` (None elsewhere)."""
+    wanted = f"{os.major(device):02x}:{os.minor(device):02x}:{inode}"
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == wanted:
+            return int(fields[4])
+    return None
 
 
 @dataclass

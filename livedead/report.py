@@ -8,6 +8,7 @@ events, so it works on a sweep that is still running.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from rich.progress import Progress
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
 from livedead.viz.report import write_report
-from livedead.viz.sweep import job_folders
+from livedead.viz.sweep import Job, job_folders
 
 PROG = "livedead.report"
 
@@ -40,8 +41,13 @@ schema.store("report_schema", ReportSettings)
 def main(cfg: DictConfig) -> None:
     with Progress(disable=not cfg.progress) as bar:
         task = bar.add_task("reading events", total=len(job_folders(Path(cfg.sweep))))
-        report = write_report(cfg.sweep, cfg.metric, on_job=lambda: bar.advance(task))
+        report = write_report(cfg.sweep, cfg.metric, on_job=lambda: bar.advance(task), on_unreadable=warn)
     print(f"wrote {report} and {report.with_suffix('.html').name} with its figures")
+
+
+def warn(job: Job) -> None:
+    """A job left out because a file of it is damaged: one line on the console, as in the report."""
+    print(f"{PROG}: warning: job {job.folder.name} is unreadable, not ranked: {job.problem}", file=sys.stderr)
 
 
 def cli() -> None:

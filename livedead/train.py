@@ -8,6 +8,7 @@ metric (for sweepers); every job writes ``result.json``, and a multirun ranks it
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from importlib.resources import files
 from pathlib import Path
@@ -16,7 +17,8 @@ import hydra
 
 from livedead.config import resolvers, schema
 from livedead.config.app import cli_errors, run_app
-from livedead.config.training import PROG, run
+from livedead.config.training import PROG, hold_named_run_folder, run
+from livedead.errors import LivedeadError, one_line
 
 schema.store("train_schema", schema.TrainSettings)
 
@@ -25,14 +27,21 @@ main = hydra.main(version_base="1.3", config_path="pkg://livedead.conf", config_
 
 
 def cli() -> None:
-    """The console command: unknown group options and unwritable output folders are caught before Hydra starts."""
+    """The console command: unknown group options, unwritable output folders, a ``resume=`` of no run folder
+    and a run folder in use are caught before Hydra starts (and writes its record into the folder)."""
     argv = sys.argv[1:]
     conf_dir = Path(str(files("livedead.conf")))
-    problem = resolvers.unknown_group_choice(argv, conf_dir) or resolvers.unwritable_output(argv)
-    if problem:  # bad input: one line and exit 2, as everywhere (sys.exit of a message would be 1)
-        print(f"{PROG}: error: {problem}", file=sys.stderr)
-        sys.exit(2)
-    run_app(main, PROG)
+    with contextlib.ExitStack() as held:
+        try:
+            problem = resolvers.unknown_group_choice(argv, conf_dir) or resolvers.unwritable_output(argv)
+            if not problem:
+                hold_named_run_folder(argv, held)
+        except LivedeadError as err:
+            problem = one_line(err)
+        if problem:  # bad input: one line and exit 2, as everywhere (sys.exit of a message would be 1)
+            print(f"{PROG}: error: {problem}", file=sys.stderr)
+            sys.exit(2)
+        run_app(main, PROG)
 
 
 if __name__ == "__main__":

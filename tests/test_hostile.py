@@ -2,11 +2,13 @@
 
 Outputs that are inputs, outputs that cannot be written, pixels training cannot read, ``channels``
 on a plate that names its own, the order of predict's files, Ctrl-C and ``kill -9`` of prepare
-with its workers: each through the real command.
+with its workers, two trainings in one folder, damaged checkpoints and bad ``resume=``, the run's
+log and Ctrl-C of a training: each through the real command.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,9 +22,11 @@ import pytest
 import tifffile
 import torch
 
+from livedead.files import folder_lock
 from livedead.plates.platefile import PLATE_CHANNELS, PlateAttrs, write_plate
 from livedead.plates.synthetic import FieldGrid, write_fields
 from tests.conftest import ROOT, assert_one_line_error, run_cli
+from tests.test_unattended import TINY
 
 UNWRITABLE = "/proc/livedead-nowhere"
 """A folder that cannot be made, even by root (the tests may run as root, to whom permissions are no bar)."""
@@ -309,3 +313,121 @@ def test_ctrl_c_stops_prepare_and_its_workers_in_one_line(plate_path, tmp_path):
         assert not alive(workers)
     finally:
         kill_survivors(workers)
+
+
+# --- training: one run a folder, damaged checkpoints, resume= of no run, the log, Ctrl-C ---------
+
+
+def training(tiles_path: Path, cwd: Path, *args: str, **popen) -> subprocess.Popen:
+    """A real training process of many tiny epochs, with a step checkpoint every 2 steps (stopped by the test)."""
+    argv = [sys.executable, str(ROOT / "train.py"), "data=hdf5", f"data.path={tiles_path}", *TINY, "data.batch_size=10",
+            "trainer.max_epochs=100", "callbacks.step_checkpoint.every_n_train_steps=2", *args]  # fmt: skip
+    return subprocess.Popen(argv, cwd=cwd, text=True, **popen)
+
+
+def wait_for(pattern: str, folder: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not [p for p in folder.glob(pattern) if ".tmp-" not in p.name]:
+        assert proc.poll() is None, f"the process ended before {pattern} appeared in {folder}"
+        assert time.time() < deadline, f"no {pattern} in {folder}"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_a_run_folder_in_use_is_refused_untouched_and_freed_by_kill_9(tiles_path, tmp_path):
+    run = tmp_path / "run"
+    first = training(tiles_path, tmp_path, f"hydra.run.dir={run}", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for("events.out.tfevents.*", run, first)  # training: the folder is held
+        # the second training is this process: the same command line, in the same folder
+        second = run_cli("livedead.train", "data=hdf5", f"data.path={tiles_path}", *TINY, "data.batch_size=10",
+                         "trainer.max_epochs=1", f"hydra.run.dir={run}", cwd=tmp_path)  # fmt: skip
+        assert_one_line_error(second, f"run folder {run} is in use", f"(pid {first.pid})")
+        assert second.returncode == 2
+        assert not list(run.glob(".hydra/resume-*")), "the second run wrote no record"
+        assert {p.name.split(".")[5] for p in run.glob("events.out.tfevents.*")} == {str(first.pid)}
+        assert not list(run.glob("checkpoints/*-v1.ckpt"))
+        assert_one_line_error(run_cli("livedead.train", f"resume={run}", cwd=tmp_path), "is in use", str(first.pid))
+    finally:
+        first.kill()
+        first.wait(30)
+    with folder_lock(run):  # the kernel let go of the killed run's lock
+        pass
+
+
+@pytest.fixture
+def one_epoch_run(tiles_path: Path, tmp_path: Path) -> Path:
+    """A finished one-epoch tiny run: ``last.ckpt`` and ``epoch_000.ckpt``, both at its last step."""
+    proc = run_cli("livedead.train", "data=hdf5", f"data.path={tiles_path}", *TINY, "data.batch_size=25",
+                   "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp_path / "run"
+
+
+@pytest.mark.slow
+def test_train_log_holds_the_runs_log(one_epoch_run):
+    log = (one_epoch_run / "train.log").read_text()
+    assert "livedead: class weights (inverse):" in log
+    assert "`Trainer.fit` stopped: `max_epochs=1` reached." in log, "Lightning's own lines too"
+
+
+def listing(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.slow
+def test_resume_falls_back_past_a_truncated_checkpoint_and_refuses_what_is_no_run(one_epoch_run, tmp_path):
+    run = one_epoch_run
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a broken copy
+    proc = run_cli("livedead.train", f"resume={run}", "trainer.max_epochs=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.splitlines() if "cannot be read" in ln]
+    assert lines == [f"train.py: last.ckpt in {run / 'checkpoints'} cannot be read (kept as *.unreadable): "
+                     "resuming from epoch_000.ckpt (step 3), the furthest that loads"], proc.stderr  # fmt: skip
+    assert torch.load(last, weights_only=True)["epoch"] == 1, "the second epoch trained, and saved whole"
+    assert not list(run.glob("checkpoints/last-v*.ckpt"))
+    assert (run / "checkpoints" / "last.ckpt.unreadable").exists()
+    assert json.loads((run / "result.json").read_text())["status"] == "ok"
+
+    before = listing(run)
+    changed = run_cli("livedead.train", f"resume={run}", "seed=8", cwd=tmp_path)
+    assert_one_line_error(changed, "'seed'", "keeps its config")
+    assert listing(run) == before, "a refused resume leaves no record behind"
+    ckpt = run / "checkpoints" / "epoch_000.ckpt"
+    assert_one_line_error(run_cli("livedead.train", f"resume={ckpt}", cwd=tmp_path), "'resume'", f"a file at {ckpt}")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(run_cli("livedead.train", f"resume={empty}", cwd=tmp_path), "'resume'", ".hydra/config.yaml")
+    assert not list(empty.iterdir()), "no .hydra/, no train.log"
+    for ckpt in run.glob("checkpoints/*.ckpt"):
+        ckpt.write_bytes(b"")
+    before = listing(run)
+    proc = run_cli("livedead.train", f"resume={run}", cwd=tmp_path)
+    assert_one_line_error(proc, "expected a checkpoint that loads", "found only unreadable ones")
+    assert listing(run) == before
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_training_in_one_line_keeping_its_checkpoints(tiles_path, tmp_path):
+    """SIGINT to the process group, as a terminal's Ctrl-C sends it: exit 130, one line saying what was kept."""
+    run = tmp_path / "run"
+    proc = training(tiles_path, tmp_path, f"hydra.run.dir={run}", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    start_new_session=True)  # fmt: skip
+    try:
+        wait_for("checkpoints/step_*.ckpt", run, proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert "KeyboardInterrupt" not in stderr, "Lightning's own note is left to the command's line"
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith(f"train.py: interrupted; kept the checkpoints in {run / 'checkpoints'} (the furthest: ")
+    assert line.endswith(f"); continue with resume={run}"), line
+    assert [ln for ln in stderr.splitlines() if "interrupt" in ln.lower()] == [line]
+    for ckpt in run.glob("checkpoints/*.ckpt"):
+        assert ".tmp-" not in ckpt.name
+        torch.load(ckpt, weights_only=True)  # whole
+    assert json.loads((run / "result.json").read_text())["status"] == "interrupted"

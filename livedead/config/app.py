@@ -19,7 +19,7 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf.errors import OmegaConfBaseException
 
 from livedead.config import resolvers  # registers the resolvers that conf/ uses
-from livedead.errors import LivedeadError, one_line
+from livedead.errors import Interrupted, LivedeadError, one_line
 from livedead.files import forget_written, interrupted_summary, is_disk_full
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,8 +98,9 @@ def run_app(main: Callable[[], Any], prog: str) -> None:
     forget_written()
     try:
         _run_reporting_config_errors(main, prog)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; {interrupted_summary()}", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        kept = str(err) if isinstance(err, Interrupted) else interrupted_summary()
+        print(f"{prog}: interrupted; {kept}", file=sys.stderr)
         sys.exit(130)
 
 

@@ -1,12 +1,13 @@
 """Resuming a run folder: its saved config, its latest checkpoint, and the TensorBoard files it goes on in.
 
 ``resume=<run folder>`` (and a rerun sweep job) continues a run in its own folder from its
-checkpoint that got furthest, with the config it started with. What a resumed run needs of the
+checkpoint that got furthest and loads, with the config it started with. What a resumed run needs of the
 training itself, besides Lightning's own restore, is :class:`livedead.model.callbacks.ExactResume`'s.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -32,15 +33,49 @@ def saved_config(run: Path) -> DictConfig:
     return OmegaConf.load(resumed[-1] if resumed else run / ".hydra" / "config.yaml")
 
 
+def checkpoints(run: Path) -> tuple[list[Path], list[Path]]:
+    """A run folder's checkpoints that load, the furthest first, and those that do not.
+
+    Furthest by global step; of one step, ``last.ckpt`` (the end of the last validated epoch), then
+    the periodic ``step_*.ckpt`` (mid-epoch), then the best-so-far ``epoch_*.ckpt``, each a full
+    state to resume from. A checkpoint that cannot be read (truncated by a broken copy, a full
+    disk outside the package's own atomic saves) is set aside, so a resume falls back to the next.
+    """
+    whole, unreadable = [], []
+    for path in (run / "checkpoints").glob("*.ckpt"):
+        if ".tmp-" in path.name:  # a save cut off: never under a final name
+            continue
+        try:
+            whole.append((checkpoint_step(str(path)), path.name == "last.ckpt", path.name.startswith("step_"), path))
+        except (RuntimeError, OSError, EOFError, ValueError):
+            unreadable.append(path)
+    return [w[-1] for w in sorted(whole, key=lambda w: w[:3], reverse=True)], sorted(unreadable)
+
+
 def latest_checkpoint(run: Path) -> Path | None:
-    """The checkpoint of a run folder that got furthest: ``last.ckpt`` (the end of the last validated
-    epoch) or the periodic ``step_*.ckpt`` (mid-epoch), by global step."""
-    found = [
-        p
-        for p in (run / "checkpoints").glob("*.ckpt")
-        if (p.name == "last.ckpt" or p.name.startswith("step_")) and ".tmp-" not in p.name  # not a save cut off
-    ]
-    return max(found, key=lambda p: (checkpoint_step(str(p)), p.name == "last.ckpt"), default=None)
+    """The checkpoint of a run folder that got furthest and loads (:func:`checkpoints`)."""
+    whole, _ = checkpoints(run)
+    return whole[0] if whole else None
+
+
+def check_run_folder(run: Path) -> tuple[Path, list[Path]]:
+    """The checkpoint to resume the run folder ``run`` from, and its checkpoints that do not load; one line
+    for a folder that is no run to resume.
+
+    Called by the command before Hydra writes its record into the folder, so a refused
+    ``resume=`` leaves the folder as it was.
+    """
+    if not run.is_dir():
+        found = "a file" if run.exists() else "nothing"
+        raise LivedeadError(f"config key 'resume': expected a run folder, found {found} at {run}")
+    if not (run / ".hydra" / "config.yaml").exists():
+        raise LivedeadError(f"config key 'resume': expected a run folder with .hydra/config.yaml, found none in {run}")
+    whole, unreadable = checkpoints(run)
+    if not whole:
+        found = f"only unreadable ones ({', '.join(p.name for p in unreadable)})" if unreadable else "none"
+        folder = run / "checkpoints"
+        raise LivedeadError(f"config key 'resume': expected a checkpoint that loads in {folder}, found {found}")
+    return whole[0], unreadable
 
 
 def resume_config(run: Path) -> DictConfig:
@@ -50,14 +85,8 @@ def resume_config(run: Path) -> DictConfig:
     of the rest, only ``RESUMABLE_KEYS`` may change (to train longer, say). The result is recorded
     beside this session's Hydra record.
     """
-    saved, hydra_saved = run / ".hydra" / "config.yaml", run / ".hydra" / "hydra.yaml"
-    last = latest_checkpoint(run)
-    if not saved.exists():
-        raise LivedeadError(f"config key 'resume': expected a run folder with .hydra/config.yaml, found none in {run}")
-    if last is None:
-        raise LivedeadError(
-            f"config key 'resume': expected a run folder with checkpoints/last.ckpt or step_*.ckpt, found none in {run}"
-        )
+    hydra_saved = run / ".hydra" / "hydra.yaml"
+    last, unreadable = check_run_folder(run)
     for partial in (run / "checkpoints").glob("*.tmp-*"):  # a save the kill cut off
         partial.unlink()
     resumed = saved_config(run)
@@ -79,6 +108,15 @@ def resume_config(run: Path) -> DictConfig:
                 f"config key '{key}': a resumed run keeps its config ({key}={old}); "
                 f"only {', '.join(RESUMABLE_KEYS)} may change, found {key}={text}"
             )
+    if unreadable:  # set aside: Lightning would save the new last.ckpt beside it, as last-v1.ckpt
+        for path in unreadable:
+            path.rename(path.with_name(path.name + ".unreadable"))
+        names = ", ".join(p.name for p in unreadable)
+        print(
+            f"train.py: {names} in {run / 'checkpoints'} cannot be read (kept as *.unreadable): "
+            f"resuming from {last.name} (step {checkpoint_step(str(last))}), the furthest that loads",
+            file=sys.stderr,
+        )
     with open_dict(resumed):
         resumed.resume = str(run)
         resumed.ckpt_path = str(last)

@@ -1,8 +1,9 @@
 """The training task: instantiate the datamodule, model, callbacks, loggers and trainer from the config,
 seed everything, fit, validate the best checkpoint and record the job.
 
-Every job writes ``result.json`` into its folder, finished or failed; in a multirun a failed job
-is recorded and the sweep goes on (``livedead.config.sweeps`` ranks the jobs at the end).
+Every job writes ``result.json`` into its folder, finished, failed or interrupted (Ctrl-C); in a
+multirun a failed job is recorded and the sweep goes on (``livedead.config.sweeps`` ranks the jobs
+at the end). A job holds its folder locked for its life, and logs Lightning's lines to its ``train.log``.
 :func:`run` is the task of ``livedead.train``; tests compose a config and call it in-process, as
 lightning-hydra-template does.
 """
@@ -11,11 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
+import shutil
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +29,21 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from livedead.config import schema
-from livedead.config.resume import after_earlier_event_files, latest_checkpoint, purge_step, resume_config
+from livedead.config.resume import (
+    after_earlier_event_files,
+    check_run_folder,
+    checkpoint_step,
+    latest_checkpoint,
+    purge_step,
+    resume_config,
+)
 from livedead.data.datamodule import TileDataModule
-from livedead.errors import LivedeadError, one_line
-from livedead.files import atomic_path, is_disk_full, no_room
+from livedead.errors import Interrupted, LivedeadError, one_line
+from livedead.files import atomic_path, folder_lock, is_disk_full, no_room
 from livedead.model.module import Diverged, TrainingData
 
 PROG = "train.py"
@@ -86,6 +98,50 @@ def training_data(datamodule: TileDataModule, overlay_tiles: int) -> TrainingDat
     )
 
 
+LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+INTERRUPT_NOTE = "Detected KeyboardInterrupt"
+"""Lightning's note on Ctrl-C: the command says in one line what it kept instead."""
+
+
+@contextlib.contextmanager
+def lightning_logged_to_file() -> Iterator[None]:
+    """Lightning's log lines (and livedead's ``rank_zero_info``) also into the run's ``train.log``.
+
+    Lightning, imported before Hydra sets up logging, prints through a console handler of its own and
+    does not propagate to the root logger, where Hydra puts the file handler: the file stayed empty.
+    The console is left as it was; the note Lightning logs on Ctrl-C is left out of both.
+    """
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    loggers = [lg for lg in map(logging.getLogger, LIGHTNING_LOGGERS) if not lg.propagate]
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+
+    def note(record: logging.LogRecord) -> bool:
+        return INTERRUPT_NOTE not in record.getMessage()
+
+    rank_zero.addFilter(note)
+    for logger in loggers:
+        for handler in files:
+            logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        rank_zero.removeFilter(note)
+        for logger in loggers:
+            for handler in files:
+                logger.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def interrupts_of(trainer: L.Trainer) -> Iterator[None]:
+    """Ctrl-C as the KeyboardInterrupt it is: Lightning catches it, shuts the trainer down and exits 1."""
+    try:
+        yield
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
 def fit(cfg: DictConfig) -> dict[str, Any]:
     """One training run; returns what ``result.json`` records."""
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
@@ -116,12 +172,14 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
             print(f"TensorBoard logs: {logger.log_dir}    (tensorboard --logdir {out})")
         else:  # MLflow, CSV: the whole config as parameters, so runs compare by any setting
             logger.log_hyperparams(flat_hparams(cfg))
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    with interrupts_of(trainer):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     checkpoint = trainer.checkpoint_callback
     best = getattr(checkpoint, "best_model_path", "") if checkpoint else ""
     if cfg.validate_best and best:
-        validated = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+        with interrupts_of(trainer):
+            validated = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
         metrics.update({k: float(v) for k, v in validated[0].items()})
     best_epoch = None
     if best:
@@ -129,13 +187,65 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     return {"metrics": metrics, "best_ckpt": best, "best_epoch": best_epoch, "skipped_tiles": model.skipped_tiles}
 
 
+def hold_named_run_folder(argv: list[str], held: contextlib.ExitStack) -> None:
+    """Lock (into ``held``) the existing folder a single run's command line names (``resume=``,
+    ``hydra.run.dir=``), then check that a ``resume=`` names a run to resume: before Hydra writes its
+    record there, so a refused run leaves the folder untouched. A folder in use is said first."""
+    if "-m" in argv or "--multirun" in argv:
+        return
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        value = value.strip("'\"")
+        if key not in ("resume", "hydra.run.dir") or value in ("", "null"):
+            continue
+        folder = Path(value).resolve()
+        if folder.is_dir():
+            held.enter_context(run_folder_lock(folder))
+        if key == "resume":
+            check_run_folder(folder)
+
+
+def run_folder_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
+    """The lock of a run folder for the run's life (:func:`livedead.files.folder_lock`), taken by rank 0 only:
+    the other ranks of a DDP run write into the folder their rank 0 holds."""
+    return folder_lock(folder) if rank_zero_only.rank == 0 else contextlib.nullcontext()
+
+
 def run(cfg: DictConfig) -> float | None:
+    """One job, in its folder held for the job's life: two runs never mix their files in one folder."""
+    with run_folder_lock(Path(HydraConfig.get().runtime.output_dir)), lightning_logged_to_file():
+        return job(cfg)
+
+
+def resumed(run_folder: Path, out: Path, record: str) -> DictConfig:
+    """:func:`resume_config`; a refused resume removes this session's Hydra record (``record``): it leaves nothing."""
+    try:
+        return resume_config(run_folder)
+    except LivedeadError:
+        if record != ".hydra":
+            shutil.rmtree(out / record, ignore_errors=True)
+        raise
+
+
+def interrupted(out: Path, multirun: bool) -> str:
+    """What a training that Ctrl-C stopped kept, and how to go on: its checkpoints are whole (atomic saves)."""
+    latest = latest_checkpoint(out)
+    if latest is None:
+        return f"no checkpoint written yet in {out}"
+    again = f"resume_sweep={out.parent}" if multirun else f"resume={out}"
+    return (
+        f"kept the checkpoints in {out / 'checkpoints'} (the furthest: {latest.name}, step "
+        f"{checkpoint_step(str(latest))}); continue with {again}"
+    )
+
+
+def job(cfg: DictConfig) -> float | None:
     """One job: check the config, fit, and record ``result.json``; returns the optimised metric."""
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     if cfg.get("resume"):
-        cfg = resume_config(Path(cfg.resume))
+        cfg = resumed(Path(cfg.resume), out, str(hc.output_subdir))
     elif multirun and hc.output_subdir != ".hydra":  # a sweep job run again in its own folder
         previous = json.loads((out / "result.json").read_text()) if (out / "result.json").exists() else {}
         if previous.get("status") in ("ok", "diverged"):
@@ -143,7 +253,7 @@ def run(cfg: DictConfig) -> float | None:
             return previous.get("value") if previous["status"] == "ok" else math.nan
         if latest_checkpoint(out) is not None:
             print(f"train.py: job {out.name} was cut off: resuming it from its latest checkpoint")
-            cfg = resume_config(out)
+            cfg = resumed(out, out, str(hc.output_subdir))
     result: dict[str, Any] = {
         "job": out.name,
         "overrides": ",".join(hc.overrides.task),
@@ -158,6 +268,9 @@ def run(cfg: DictConfig) -> float | None:
         result.update(fit(cfg))
         value = result["metrics"].get(cfg.optimized_metric)
         result.update(status="ok", value=value)
+    except KeyboardInterrupt:  # Ctrl-C: recorded, so a rerun sweep resumes the job; the command exits 130
+        result.update(status="interrupted", value=None)
+        raise Interrupted(interrupted(out, multirun)) from None
     except Diverged as err:
         result.update(status="diverged", value=None, error=str(err), diverged_step=err.step)
         if not multirun:

@@ -5,8 +5,8 @@ per class against epoch, one colour per setting, mean and a band of one standard
 seeds), ``lr.png`` (every job's learning rate), ``pr_curves.png`` (the best job's final PR curves
 against the others'), ``overlays.png`` (the best job's overlay tiles early, midway and last),
 ``report.md`` and ``report.html`` (the same with the figures embedded: one file to mail). Failed,
-diverged and not yet validated jobs are listed, not plotted; a sweep still running is reported
-as far as it got.
+diverged, unreadable (a damaged ``result.json`` or events file) and not yet validated jobs are
+listed, not plotted; a sweep still running is reported as far as it got.
 
 The command line is :mod:`livedead.report`.
 """
@@ -144,13 +144,29 @@ def ranking_lines(ranked: Sequence[Ranked], metric: str) -> list[str]:
     return lines
 
 
-def write_report(sweep: str | Path, metric: str = "val/pr_auc/macro", on_job: Callable[[], None] | None = None) -> Path:
-    """Write ``<sweep>/report/`` (module docstring); returns the path of ``report.md``."""
+def write_report(
+    sweep: str | Path,
+    metric: str = "val/pr_auc/macro",
+    on_job: Callable[[], None] | None = None,
+    on_unreadable: Callable[[Job], None] | None = None,
+) -> Path:
+    """Write ``<sweep>/report/`` (module docstring); returns the path of ``report.md``.
+
+    ``on_unreadable`` is told of each job that could not be read, so the command says so too: a
+    report that leaves a job out must not do it quietly.
+    """
     sweep = Path(sweep)
     jobs = load_sweep(sweep, on_job)
+    unreadable = [j for j in jobs if j.status == "unreadable"]
     ranked, left_out = rank(jobs, metric)
     if not ranked:
-        raise LivedeadError(f"{sweep}: expected a job with a validated '{metric}', found none ({len(jobs)} jobs)")
+        damaged = f"; {len(unreadable)} unreadable, as {unreadable[0].problem}" if unreadable else ""
+        raise LivedeadError(
+            f"{sweep}: expected a job with a validated '{metric}', found none ({len(jobs)} jobs{damaged})"
+        )
+    for job in unreadable:
+        if on_unreadable:
+            on_unreadable(job)
     best = max(ranked[0].jobs, key=lambda j: j.best(metric)[1])  # type: ignore[index]
     out = sweep / "report"
     out.mkdir(exist_ok=True)
@@ -166,7 +182,8 @@ def write_report(sweep: str | Path, metric: str = "val/pr_auc/macro", on_job: Ca
     running = sum(j.status == "running" for j in jobs)
     md = [f"# Sweep report: {sweep.name}", ""]
     md.append(f"{len(jobs)} jobs, {len(ranked)} settings ranked by `{metric}` (each job's best epoch)")
-    md[-1] += f"; {running} still running." if running else "."
+    md[-1] += f"; {running} still running" if running else ""
+    md[-1] += f"; {len(unreadable)} unreadable, not ranked (below)." if unreadable else "."
     md += ["", *ranking_lines(ranked, metric), ""]
     if left_out:
         md += ["Not ranked (not plotted):", ""]

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import re
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.util.tensor_util import make_ndarray
 
 from livedead.errors import LivedeadError
@@ -46,12 +48,15 @@ class Job:
     label: str
     """The values it sweeps (``optimizer=adam,seed=1``): its folder's name without the job number."""
     status: str
-    """``ok``, ``failed``, ``diverged`` or ``running`` (no ``result.json`` yet)."""
+    """``ok``, ``failed``, ``diverged``, ``interrupted``, ``running`` (no ``result.json`` yet) or ``unreadable``
+    (its ``result.json`` or an events file is damaged: ``problem`` says which and how)."""
     result: dict[str, Any]
     scalars: dict[str, dict[int, float]] = field(default_factory=dict)
     """tag -> epoch -> value."""
     pr_curves: dict[str, tuple[int, np.ndarray, np.ndarray]] = field(default_factory=dict)
     """class -> (epoch, precision, recall) of the last validation."""
+    problem: str = ""
+    """Why an ``unreadable`` job could not be read, naming the file."""
 
     @property
     def setting(self) -> str:
@@ -130,13 +135,50 @@ def standing(status: str | None, value: float | None) -> tuple[int, float]:
     return (2, 0.0) if status == "diverged" else (1, 0.0)
 
 
+def events_damage(path: Path, open_end: bool = False) -> str | None:
+    """What is wrong with a TensorBoard events file, naming it: a record whose checksum fails, or one cut off.
+
+    TensorBoard's reader stops without a word at the first bad record, so a damaged file reads as a
+    shorter run. With ``open_end`` an incomplete last record is no damage: the file is still being
+    written (a job without ``result.json``), or a kill cut it off and a resumed session went on in a
+    newer file (which logs again what the killed one logged after its checkpoint).
+    """
+    data = path.read_bytes()
+    pos = 0
+    while pos < len(data):
+        header = data[pos : pos + 12]
+        if len(header) == 12 and struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8]):
+            return f"{path}: the record at byte {pos} is damaged (checksum)"
+        end = pos + 12 + (struct.unpack("<Q", header[:8])[0] if len(header) == 12 else 0) + 4
+        if len(header) < 12 or end > len(data):
+            return None if open_end else f"{path}: truncated (it ends inside the record at byte {pos})"
+        if struct.unpack("<I", data[end - 4 : end])[0] != masked_crc32c(data[pos + 12 : end - 4]):
+            return f"{path}: the record at byte {pos} is damaged (checksum)"
+        pos = end
+    return None
+
+
 def load_job(folder: Path) -> Job:
-    """Read one job: its scalars by epoch and its last PR curves from the events, its status from ``result.json``."""
+    """Read one job: its scalars by epoch and its last PR curves from the events, its status from ``result.json``.
+
+    A job whose ``result.json`` or events cannot be read whole is ``unreadable``, with nothing read
+    from it: a damaged file would otherwise show as a shorter run, and rank as one.
+    """
     result_path = folder / "result.json"
-    result = json.loads(result_path.read_text()) if result_path.exists() else {}
+    label = _JOB_NUMBER.sub("", folder.name) if _JOB_NUMBER.match(folder.name) else ""
+    try:
+        result = json.loads(result_path.read_text()) if result_path.exists() else {}
+    except (ValueError, UnicodeDecodeError) as err:
+        return Job(folder, label, "unreadable", {}, problem=f"{result_path}: not valid JSON ({err})")
     status = result.get("status", "running")
-    label = _JOB_NUMBER.sub("", folder.name) if _JOB_NUMBER.match(folder.name) else result.get("overrides") or ""
+    label = label or result.get("overrides") or ""
     job = Job(folder, label, status, result)
+    for events_folder in _event_folders(folder):
+        files = sorted(events_folder.glob("events.out.tfevents.*"))  # in the order the sessions made them
+        for path in files:
+            problem = events_damage(path, open_end=path != files[-1] or not result_path.exists())
+            if problem:
+                return Job(folder, label, "unreadable", result, problem=problem)
     for events_folder in _event_folders(folder):
         events = EventAccumulator(str(events_folder), size_guidance={"scalars": 0, "tensors": 0, "images": 1})
         events.Reload()
@@ -201,7 +243,7 @@ class Ranked:
 
 def rank(jobs: Sequence[Job], metric: str) -> tuple[list[Ranked], list[Job]]:
     """Settings ranked by the mean over seeds of each job's best ``metric``, in :func:`standing`'s order; and
-    the jobs left out of the ranking (failed, diverged, or not validated yet), in that order too."""
+    the jobs left out of the ranking (failed, unreadable, diverged, or not validated yet), in that order too."""
     rows, left_out = [], []
     for setting, group in group_by_setting(jobs).items():
         scored = [(j, j.best(metric)) for j in group if j.status in ("ok", "running")]
@@ -225,6 +267,8 @@ def verdict(job: Job, metric: str) -> str:
         return f"failed: {job.result.get('error', '?')}"
     if job.status == "diverged":
         return f"diverged at step {job.result.get('diverged_step', '?')}: {job.result.get('error', '')}"
+    if job.status == "unreadable":
+        return job.problem
     epochs, val = job.curve("val/loss")
     _, train = job.curve("train/loss_epoch")
     best = job.best(metric)

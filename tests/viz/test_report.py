@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
 
 from tests.conftest import assert_one_line_error, colour_mask, png_pixels, run_cli
 
@@ -97,3 +98,81 @@ def test_a_single_run_and_bad_folders(sweep, tmp_path):
     assert_one_line_error(run_cli("livedead.report", f"sweep={tmp_path / 'none'}"), "none", "multirun or run folder")
     (tmp_path / "empty").mkdir()
     assert_one_line_error(run_cli("livedead.report", f"sweep={tmp_path / 'empty'}"), "empty", "job folders")
+
+
+def small_sweep(folder: Path) -> Path:
+    """A 2-job sweep as training leaves it, without the training: real event files (TensorBoard's own writer)
+    and ``result.json``; ``optimizer=sgd`` is the better job."""
+    for i, (setting, base) in enumerate((("optimizer=adam", 0.6), ("optimizer=sgd", 0.7))):
+        job = folder / f"{i}_{setting}"
+        (job / ".hydra").mkdir(parents=True)
+        writer = SummaryWriter(log_dir=str(job))
+        for epoch in range(4):
+            step = (epoch + 1) * 10
+            writer.add_scalar("epoch", epoch, step)
+            for tag, value in (("train/loss_epoch", 1 - 0.1 * epoch), ("val/loss", 1.1 - 0.1 * epoch),
+                               ("val/pr_auc/macro", base + 0.05 * epoch), ("val/pr_auc/dapi", base),
+                               ("val/pr_auc/cy5", base), ("lr", 0.01)):  # fmt: skip
+                writer.add_scalar(tag, value, step)
+        writer.close()
+        (job / "result.json").write_text(json.dumps({"status": "ok", "value": base + 0.15}))
+    return folder
+
+
+def truncate(path: Path) -> bytes:
+    """Cut a file to 60% of its bytes, on disk (a broken copy); returns what it held."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 3 // 5])
+    return data
+
+
+def test_a_job_whose_files_cannot_be_read_is_named_and_kept_out_of_the_ranking(tmp_path):
+    sweep = small_sweep(tmp_path / "sweep")
+    (events,) = (sweep / "1_optimizer=sgd").glob("events.out.tfevents.*")
+    whole = truncate(events)
+    proc = run_cli("livedead.report", f"sweep={sweep}", "progress=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"livedead.report: warning: job 1_optimizer=sgd is unreadable, not ranked: {events}: ")
+    assert "truncated (it ends inside the record at byte " in line
+    text = (sweep / "report" / "report.md").read_text()
+    assert "2 jobs, 1 settings ranked by `val/pr_auc/macro` (each job's best epoch); 1 unreadable" in text
+    assert re.search(r"^\| 1 \| optimizer=adam \| 1 \| 0.7500 \|", text, re.M), text
+    assert "| optimizer=sgd |" not in text, "the damaged job is not ranked on what could be read of it"
+    assert f"- `1_optimizer=sgd`: unreadable: {events}: truncated" in text
+    assert f"unreadable: {events}: truncated" in (sweep / "report" / "report.html").read_text()
+
+    events.write_bytes(whole)
+    result = sweep / "0_optimizer=adam" / "result.json"
+    truncate(result)
+    proc = run_cli("livedead.report", f"sweep={sweep}", "progress=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"livedead.report: warning: job 0_optimizer=adam is unreadable, not ranked: {result}: ")
+    text = (sweep / "report" / "report.md").read_text()
+    assert re.search(r"^\| 1 \| optimizer=sgd \| 1 \| 0.8500 \|", text, re.M), text
+    assert f"- `0_optimizer=adam`: unreadable: {result}: not valid JSON" in text
+    truncate(events)  # nothing left to rank: one line that says why
+    assert_one_line_error(
+        run_cli("livedead.report", f"sweep={sweep}", "progress=false"), "found none (2 jobs; 2 unreadable"
+    )
+
+
+def test_a_damaged_record_is_told_from_the_unfinished_last_record_of_a_running_or_killed_session(tmp_path):
+    from livedead.viz.sweep import events_damage, load_job
+
+    job = small_sweep(tmp_path / "sweep") / "0_optimizer=adam"
+    (events,) = job.glob("events.out.tfevents.*")
+    whole = events.read_bytes()
+    assert events_damage(events) is None
+    truncate(events)
+    assert "truncated" in events_damage(events)
+    assert events_damage(events, open_end=True) is None, "a job still writing it: read as far as it got"
+    resumed = events.with_name(events.name.replace(".events.out", ".").replace("tfevents.", "tfevents.9"))
+    resumed.write_bytes(whole)  # a later session's file: the earlier one was cut off by a kill
+    assert load_job(job).status == "ok"
+    resumed.unlink()
+    flipped = bytearray(whole)
+    flipped[len(whole) // 2] ^= 0xFF
+    events.write_bytes(bytes(flipped))
+    assert "damaged (checksum)" in events_damage(events, open_end=True)
