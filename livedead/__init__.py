@@ -7,7 +7,8 @@ The folders are the pipeline, and dependencies run one way (``tests/test_layout.
 * ``nuclei``: nucleus size, labels from stains, instances and counts, matching against truth; no torch;
 * ``data``: tiling, the tile file, preparation, the sampler, dataset, transforms and datamodule;
 * ``model``: the U-Net, the Lightning module, metrics, schedulers, checkpoints; never imported by ``data``;
-* ``inference``: sliding windows and whole plates, and their evaluation; torch and numpy, no Lightning or Hydra;
+* ``inference``: sliding windows and whole plates, and their evaluation; torch, numpy and the image
+  libraries, no Lightning or Hydra;
 * ``viz``: overlays, figures, videos;
 * ``config``: the Hydra glue (resolvers, schemas, the sweep summary) of the commands.
 

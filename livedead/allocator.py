@@ -2,7 +2,7 @@
 
 glibc serves every allocation above its mmap threshold (32 MB at most) with a fresh ``mmap``
 and returns it with ``munmap`` when freed, so the kernel zeroes each page again on its next
-first touch. A U-Net's activations on a batch of tiles (50 tiles x 8 channels x 160x160 float32
+first touch. A U-Net's activations on a batch of tiles (25 tiles x 16 channels x 160x160 float32
 is 41 MB) and the float copies of a 2700x3600 well image that labelling makes are such blocks.
 With ``mmap`` off for the heap and no trimming, freed blocks are reused instead. Measured:
 CPU training steps ran 1.5x as fast (``benchmarks/cpu_step.py``); preparing 8 full-size images
