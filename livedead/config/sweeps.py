@@ -30,11 +30,24 @@ COLUMNS = ("rank", "job", "status", "metric", "value", "best_epoch", "wall_s", "
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     """Every job's ``result.json``, best first; failed jobs after the finished ones, diverged jobs last."""
     paths = sorted(sweep_dir.glob("*/result.json"), key=lambda p: job_order(p.parent))
-    rows = [json.loads(p.read_text()) for p in paths]
+    rows = [_read_result(p) for p in paths]
     rows.sort(key=lambda row: standing(row.get("status"), row.get("value")))
     for i, row in enumerate(rows, 1):
         row["rank"] = i
     return rows
+
+
+def _read_result(path: Path) -> dict[str, Any]:
+    """A job's ``result.json``; one that cannot be read is a row that says so (status ``unreadable``),
+    ranked after the jobs that finished, never a traceback that loses the whole summary."""
+    try:
+        row = json.loads(path.read_text())
+        if isinstance(row, dict):
+            return row
+        problem = f"expected a JSON object, found {type(row).__name__}"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        problem = str(err)
+    return {"job": path.parent.name, "status": "unreadable", "error": f"{path}: {problem}"}
 
 
 def write_summary(sweep_dir: Path, console: Console | None = None) -> list[dict[str, Any]]:

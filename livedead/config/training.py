@@ -239,6 +239,19 @@ def interrupted(out: Path, multirun: bool) -> str:
     )
 
 
+def _previous_result(path: Path) -> dict[str, Any]:
+    """What an earlier session of this job recorded; a file that cannot be read (cut off by a kill) is
+    no record, said in one line, and the job runs again."""
+    if not path.exists():
+        return {}
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        print(f"train.py: {path}: cannot be read ({err}): the job runs again")
+        return {}
+    return previous if isinstance(previous, dict) else {}
+
+
 def job(cfg: DictConfig) -> float | None:
     """One job: check the config, fit, and record ``result.json``; returns the optimised metric."""
     hc = HydraConfig.get()
@@ -247,7 +260,7 @@ def job(cfg: DictConfig) -> float | None:
     if cfg.get("resume"):
         cfg = resumed(Path(cfg.resume), out, str(hc.output_subdir))
     elif multirun and hc.output_subdir != ".hydra":  # a sweep job run again in its own folder
-        previous = json.loads((out / "result.json").read_text()) if (out / "result.json").exists() else {}
+        previous = _previous_result(out / "result.json")
         if previous.get("status") in ("ok", "diverged"):
             print(f"train.py: job {out.name} finished before ({previous['status']}): kept")
             return previous.get("value") if previous["status"] == "ok" else math.nan

@@ -71,6 +71,18 @@ def test_a_nan_value_ranks_with_the_failed(tmp_path):
     assert [r["job"] for r in collect(tmp_path)] == ["2_lr=2", "1_lr=1", "10_lr=10"]
 
 
+def test_a_truncated_result_is_a_row_that_says_so_not_a_lost_summary(tmp_path):
+    make_job(tmp_path, "0_lr=0", "ok", [0.4])
+    make_job(tmp_path, "1_lr=1", "ok", [0.6])
+    result = tmp_path / "0_lr=0" / "result.json"
+    result.write_text(result.read_text()[:20])  # the job was killed while the file was written by hand
+    rows = collect(tmp_path)
+    assert [(r["job"], r["status"]) for r in rows] == [("1_lr=1", "ok"), ("0_lr=0", "unreadable")]
+    assert str(result) in rows[1]["error"]
+    write_summary(tmp_path, Console(file=io.StringIO()))
+    assert "unreadable" in (tmp_path / "summary.md").read_text()
+
+
 def test_the_summary_and_the_report_rank_alike(jobs):
     """With one seed a setting, the report's ranking of settings is the summary's ranking of jobs."""
     ranked, left_out = rank(load_sweep(jobs), METRIC)
