@@ -92,7 +92,7 @@ def test_bad_options():
         labels_from_stains(img, np.zeros((32, 32)))
 
 
-def empty_channel(kind: str, specks: bool, rng: np.random.Generator, shape=(512, 512)) -> np.ndarray:
+def empty_channel(kind: str, specks: bool, rng: np.random.Generator, shape=(256, 256)) -> np.ndarray:
     """A stain channel of a healthy well: no stained nucleus, only the camera's background."""
     if kind == "8-bit black, noise 1":
         img = np.clip(rng.normal(0, 1.0, shape), 0, 255)
@@ -106,8 +106,8 @@ def empty_channel(kind: str, specks: bool, rng: np.random.Generator, shape=(512,
         img = rng.poisson(0.2, shape).astype(float)
     else:  # 16-bit with a camera offset
         img = rng.normal(100, 6, shape)
-    if specks:  # hot pixels and cosmic rays: bright single pixels, one in 10,000
-        hot = rng.random(shape) < 1e-4
+    if specks:  # hot pixels and cosmic rays: bright single pixels, one in 5,000
+        hot = rng.random(shape) < 2e-4
         img[hot] = 250 if kind.startswith("8-bit") else 3000
     return np.round(img).astype(np.uint8 if kind.startswith("8-bit") else np.uint16)
 
