@@ -1,10 +1,10 @@
 """``python -m livedead.assay predictions=<predict output folder> plate_map=<map.csv> output=<folder>``
 
-From a prediction folder to the assay's answer (:mod:`livedead.assay.analysis`): every nucleus tracked
+From a prediction folder to the assay's answer (:mod:`livedead.assays.analysis`): every nucleus tracked
 over time, each cell's time of death, Kaplan-Meier survival per well and per condition of the
 plate map with log-rank tests against the control, the dead fraction's mean ± SD over replicate
 wells, and a 4PL dose-response fit per compound with the EC50's 95% interval; tables, figures and
-``assay.html``. Every setting and its default: :class:`livedead.assay.analysis.AssayConfig`
+``assay.html``. Every setting and its default: :class:`livedead.assays.analysis.AssayConfig`
 (``conf/assay.yaml``). Exits 2 on bad input (a bad plate-map row is one line naming it).
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from livedead.assay.analysis import AssayConfig, console, run_assay
+from livedead.assays.analysis import AssayConfig, console, run_assay
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
 from livedead.files import check_output

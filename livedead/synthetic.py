@@ -5,7 +5,7 @@ default is a field of :class:`livedead.plates.synthetic.PlateSpec` (``conf/synth
 ``fields=<folder>`` also images every well as a grid of overlapping fields with stage errors, as
 a microscope writes them (``grid.rows``, ``grid.cols``, ``grid.overlap``, ``grid.jitter``,
 ``grid.ome_tiff``...: :class:`livedead.plates.synthetic.FieldGrid`), with their true positions in
-``<folder>/positions.csv``. ``plate_map=<csv>`` (:mod:`livedead.assay.platemap`) sets each well's
+``<folder>/positions.csv``. ``plate_map=<csv>`` (:mod:`livedead.assays.platemap`) sets each well's
 death hazard from its concentration by the Hill curve of ``ec50``, ``hill`` and ``max_hazard``; the
 truth then holds every cell's time of death and the true EC50.
 """
@@ -17,7 +17,7 @@ from dataclasses import fields
 import hydra
 from omegaconf import MISSING, DictConfig
 
-from livedead.assay.platemap import read_plate_map
+from livedead.assays.platemap import read_plate_map
 from livedead.config import schema
 from livedead.config.app import cli_errors, run_app
 from livedead.errors import LivedeadError

@@ -40,7 +40,7 @@ def observed(fates: pd.DataFrame) -> pd.DataFrame:
 
 
 def kaplan_meier(fates: pd.DataFrame, label: str) -> Survival:
-    """The Kaplan-Meier estimate of one group of :func:`livedead.assay.tracking.cell_fates` rows.
+    """The Kaplan-Meier estimate of one group of :func:`livedead.assays.tracking.cell_fates` rows.
 
     A median not reached within the observation is ``inf`` (as are interval ends not reached):
     reported as "not reached", never as a number.
@@ -97,7 +97,8 @@ def dead_fraction_table(counts: pd.DataFrame, groups: dict[str, Sequence[str]]) 
 
     >>> c = pd.DataFrame({"well": ["A", "B", "A", "B"], "time": [0, 0, 1, 1], "time_h": [0, 0, 1, 1],
     ...                   "dead": [0, 1, 2, 4], "total": [10, 10, 10, 10]})
-    >>> dead_fraction_table(c, {"g": ["A", "B"]})[["time", "mean", "sd", "wells"]].round(3).values.tolist()
+    >>> table = dead_fraction_table(c, {"g": ["A", "B"]})
+    >>> table[["time", "dead_fraction_mean", "dead_fraction_sd", "wells"]].round(3).values.tolist()
     [[0.0, 0.05, 0.071, 2.0], [1.0, 0.3, 0.141, 2.0]]
     """
     c = counts.assign(fraction=counts["dead"] / counts["total"].where(counts["total"] > 0))
@@ -106,7 +107,7 @@ def dead_fraction_table(counts: pd.DataFrame, groups: dict[str, Sequence[str]]) 
         g = c[c["well"].isin(wells)].groupby("time")
         for time, d in g:
             rows.append({"condition": name, "time": time, "time_h": float(d["time_h"].iloc[0]),
-                         "mean": float(d["fraction"].mean()),
-                         "sd": float(d["fraction"].std(ddof=1)) if len(d) > 1 else 0.0,
+                         "dead_fraction_mean": float(d["fraction"].mean()),
+                         "dead_fraction_sd": float(d["fraction"].std(ddof=1)) if len(d) > 1 else 0.0,
                          "wells": len(d)})  # fmt: skip
     return pd.DataFrame(rows)

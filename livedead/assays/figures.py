@@ -13,8 +13,8 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from livedead.assay.doseresponse import DoseResponse, four_pl
-from livedead.assay.survival import Survival
+from livedead.assays.doseresponse import DoseResponse, four_pl
+from livedead.assays.survival import Survival
 
 
 def _step(ax: Axes, s: Survival, colour: str, label: str) -> None:
@@ -48,7 +48,16 @@ def conditions_figure(
     for i, name in enumerate(names):
         colour = _colour(i, len(names))
         d = table[table["condition"] == name]
-        left.errorbar(d["time_h"], d["mean"], yerr=d["sd"], color=colour, capsize=2, label=name, marker="o", ms=3)
+        left.errorbar(
+            d["time_h"],
+            d["dead_fraction_mean"],
+            yerr=d["dead_fraction_sd"],
+            color=colour,
+            capsize=2,
+            label=name,
+            marker="o",
+            ms=3,
+        )
     left.set(xlabel="time (h)", ylabel="dead fraction (mean ± SD of wells)", ylim=(0, 1), title="dead fraction")
     left.legend(fontsize=6)
     for i, s in enumerate(curves):

@@ -1,5 +1,5 @@
 """The assay scored against a synthetic plate's truth: the true nuclei as detections, and how well tracks,
-times of death and the EC50 were recovered (``benchmarks/assay.py``, ``tests/assay``).
+times of death and the EC50 were recovered (``benchmarks/assay.py``, ``tests/assays``).
 
 A found link between consecutive time points is right when both ends lie in the same true cell's
 nucleus (the truth's instance at each centroid); recall is over the true links (every cell is

@@ -4,8 +4,9 @@
 (``scipy.optimize.curve_fit``) to every replicate well, as GraphPad Prism's "log(agonist) vs.
 response, variable slope". The EC50's 95% interval is the profile of ``log10 EC50``'s standard
 error with Student's t on n - 4 degrees of freedom (Prism's asymmetric interval in concentration).
-A compound with fewer than four concentrations, or a fit that does not converge or whose
-covariance is not finite, is reported as such, with no number.
+A compound with fewer than four concentrations, a fit that does not converge (or whose EC50
+interval is not finite or spans more than six decades), or one whose top and bottom do not
+differ, is reported as such, with no number.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def four_pl(log_c: np.ndarray, bottom: float, top: float, log_ec50: float, hill:
 
 @dataclass
 class DoseResponse:
-    """One compound's fit; ``status`` is ``ok``, ``fewer than 4 concentrations`` or ``did not converge``."""
+    """One compound's fit; ``status`` is ``ok`` or says why there is no number (too few concentrations,
+    no convergence, no dose effect)."""
 
     compound: str
     status: str
@@ -84,11 +86,16 @@ def fit_4pl(compound: str, concentration: Sequence[float], response: Sequence[fl
             params, cov = curve_fit(four_pl, x, y, p0=p0, bounds=bounds, maxfev=20000)
     except (RuntimeError, OptimizeWarning, ValueError):
         return DoseResponse(compound, "did not converge", levels, len(c))
-    se = np.sqrt(np.diag(cov)) if np.all(np.isfinite(cov)) else np.full(4, np.inf)
     dof = len(c) - 4
-    if dof < 1 or not np.isfinite(se[2]):
+    if dof < 1 or not np.all(np.isfinite(cov)):
         return DoseResponse(compound, "did not converge", levels, len(c))
     bottom, top, log_ec50, hill = (float(p) for p in params)
-    half = float(stats.t.ppf(0.975, dof)) * float(se[2])
+    t = float(stats.t.ppf(0.975, dof))
+    span_se = float(np.sqrt(max(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1], 0.0)))
+    if abs(top - bottom) <= t * span_se:
+        return DoseResponse(compound, "no dose effect (top = bottom within the 95% interval)", levels, len(c))
+    half = t * float(np.sqrt(cov[2, 2]))
+    if half > 3:  # an interval wider than six decades: the EC50 is not determined
+        return DoseResponse(compound, "did not converge (EC50 not determined)", levels, len(c))
     return DoseResponse(compound, "ok", levels, len(c), 10**log_ec50, 10 ** (log_ec50 - half),
                         10 ** (log_ec50 + half), hill, top, bottom)  # fmt: skip

@@ -48,10 +48,17 @@ def _laptrack(frame: pd.DataFrame, max_distance: float, gap_frames: int) -> np.n
     from laptrack import LapTrack
 
     cutoff = float(max_distance) ** 2
+    gap_cutoff = cutoff * (gap_frames + 1)
+    # Not linking costs what the farthest allowed link costs (Jaqaman's rule): laptrack's default, a
+    # percentile of the link costs, would leave a bridged gap longer than most steps unlinked.
     lt = LapTrack(
         metric="sqeuclidean",
         cutoff=cutoff,
-        gap_closing_cutoff=cutoff * (gap_frames + 1) if gap_frames else False,
+        track_start_cost=cutoff,
+        track_end_cost=cutoff,
+        segment_start_cost=gap_cutoff,
+        segment_end_cost=gap_cutoff,
+        gap_closing_cutoff=gap_cutoff if gap_frames else False,
         gap_closing_max_frame_count=gap_frames + 1,
         splitting_cutoff=False,
         merging_cutoff=False,

@@ -22,12 +22,12 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 
-from livedead.assay.detections import read_detections
-from livedead.assay.doseresponse import DoseResponse, fit_4pl
-from livedead.assay.figures import conditions_figure, dose_response_figure, survival_figure, write_html
-from livedead.assay.platemap import PlateMap, read_plate_map
-from livedead.assay.survival import Survival, dead_fraction_table, kaplan_meier, logrank_vs_control
-from livedead.assay.tracking import TRACK_COLUMNS, TRACKERS, cell_fates, track_plate
+from livedead.assays.detections import read_detections
+from livedead.assays.doseresponse import DoseResponse, fit_4pl
+from livedead.assays.figures import conditions_figure, dose_response_figure, survival_figure, write_html
+from livedead.assays.platemap import PlateMap, read_plate_map
+from livedead.assays.survival import Survival, dead_fraction_table, kaplan_meier, logrank_vs_control
+from livedead.assays.tracking import TRACK_COLUMNS, TRACKERS, cell_fates, track_plate
 from livedead.errors import LivedeadError
 from livedead.files import atomic_path
 
@@ -42,7 +42,7 @@ class AssayConfig:
     """A ``livedead.predict`` output folder (with ``save=tiff`` or ``save=ome-tiff``)."""
     output: str = "???"
     plate_map: str | None = None
-    """CSV: well, condition, compound, concentration, unit, replicate (:mod:`livedead.assay.platemap`);
+    """CSV: well, condition, compound, concentration, unit, replicate (:mod:`livedead.assays.platemap`);
     None: each well is its own condition."""
     control: str | None = None
     """The control condition; None: the plate map's one condition of concentration 0."""
@@ -136,7 +136,7 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 def run_assay(cfg: AssayConfig, rows: Sequence[dict[str, Any]], detections: pd.DataFrame | None = None) -> AssayResult:
     """The whole assay step on a prediction folder's ``counts.csv`` ``rows``; writes into ``cfg.output``.
 
-    ``detections`` (as :func:`livedead.assay.detections.read_detections` gives) replace the folder's
+    ``detections`` (as :func:`livedead.assays.detections.read_detections` gives) replace the folder's
     nuclei: the true ones of a synthetic plate, for the analysis of the true counts.
     """
     cfg.validate()
