@@ -163,11 +163,12 @@ def run_assay(cfg: AssayConfig, rows: Sequence[dict[str, Any]], detections: pd.D
         start = time.perf_counter()
         tracks = track_plate(detections, cfg.max_distance, cfg.gap_frames, cfg.tracker, lambda: bar.advance(track_task))
         tracking_s = time.perf_counter() - start
+    if not len(tracks):
+        raise LivedeadError(f"{folder}: expected nuclei to track, found none in {len(counts)} images")
     first, last = wells_by_time.min(), wells_by_time.max()
     fates = pd.concat(
-        [cell_fates(t, int(first[w]), int(last[w])) for w, t in tracks.groupby("well", sort=False)],
-        ignore_index=True,
-    ) if len(tracks) else pd.DataFrame()  # fmt: skip
+        [cell_fates(t, int(first[w]), int(last[w])) for w, t in tracks.groupby("well", sort=False)], ignore_index=True
+    )
     well_curves = [kaplan_meier(fates[fates["well"] == w], w) for w in wells]
     curves = [kaplan_meier(fates[fates["well"].isin(v)], k) for k, v in groups.items()]
     pvalues = logrank_vs_control(fates, groups, control) if control else {}
