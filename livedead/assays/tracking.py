@@ -134,7 +134,7 @@ def cell_fates(tracks: pd.DataFrame, first_time: int, last_time: int) -> pd.Data
         died = d is not None and d > 0
         rows.append({
             "well": well, "track": track, "start": int(times[0]), "end": int(times[-1]),
-            "entry_h": float(hours[0]), "death": int(times[d]) if died else None,
+            "entry_h": float(hours[0]), "death": float(times[d]) if died else np.nan,
             "duration_h": float(hours[d] if died else hours[-1]), "event": int(died),
             "dead_at_entry": d == 0, "entered": bool(times[0] > first_time),
             "left": bool(d is None and times[-1] < last_time),
