@@ -40,7 +40,8 @@ def test_death_is_the_first_time_from_which_a_cell_stays_dead_and_leaving_is_cen
     rows = [{"well": "W01", "track": k, "time": t, "time_h": t * 0.5, "y": 0.0, "x": 0.0, "state": s}
             for k, v in enumerate(states.values()) for t, s in enumerate(v) if s]  # fmt: skip
     fates = cell_fates(pd.DataFrame(rows), 0, 4).set_index("track")
-    assert np.isnan(fates.loc[1, "death"]) and np.isnan(fates.loc[2, "death"])
+    assert np.isnan(fates.loc[1, "death"])
+    assert np.isnan(fates.loc[2, "death"])
     assert fates.loc[0, "death"] == 3
     assert fates.loc[3, "death"] == 2
     assert fates["event"].tolist() == [1, 0, 0, 1, 0]
