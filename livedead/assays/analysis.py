@@ -47,7 +47,7 @@ class AssayConfig:
     control: str | None = None
     """The control condition; None: the plate map's one condition of concentration 0."""
     at_h: float | None = None
-    """The time (h) of the dose-response; None: the last time point."""
+    """The time (h) of the dose-response (the nearest time point imaged); None: the last time point."""
     tracker: str = "laptrack"
     max_distance: float = 8.0
     """The farthest a nucleus moves between linked time points (px)."""
