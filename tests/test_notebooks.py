@@ -22,8 +22,20 @@ def predictions(tiny_ckpt: Path, plate_path: Path, tmp_path_factory: pytest.Temp
     return out
 
 
+@pytest.fixture(scope="module")
+def assay_predictions(tiny_ckpt: Path, plate_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prediction folder with its class maps (``save=tiff``), which the assay step tracks nuclei in."""
+    out = tmp_path_factory.mktemp("assay_predictions")
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={out}", "progress=false",
+                   "overlays=false", "save=tiff")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
 def test_every_notebook_is_tested_and_saved_without_outputs():
-    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == ["01_tiles.ipynb", "02_sweep.ipynb", "03_counts.ipynb"]
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == [
+        "01_tiles.ipynb", "02_sweep.ipynb", "03_counts.ipynb", "04_assay.ipynb"
+    ]  # fmt: skip
     for path in NOTEBOOKS.glob("*.ipynb"):
         book = nbformat.read(path, as_version=4)
         nbformat.validate(book)
@@ -38,6 +50,7 @@ def test_every_notebook_is_tested_and_saved_without_outputs():
         ("01_tiles.ipynb", "LIVEDEAD_TILES", "tiles_path"),
         ("02_sweep.ipynb", "LIVEDEAD_SWEEP", "sweep"),
         ("03_counts.ipynb", "LIVEDEAD_PREDICTIONS", "predictions"),
+        ("04_assay.ipynb", "LIVEDEAD_PREDICTIONS", "assay_predictions"),
     ],
 )
 def test_notebook_runs(name, variable, data, request, monkeypatch):

@@ -9,7 +9,10 @@ use the layout too (format ``livedead-plate/2``):
   ``attrs["channels"]`` naming the channels (else the caller's channel list).
 * optional ``/truth/labels`` (wells, timepoints, H, W) uint8 (0 background, 1 live, 2 dead nuclei),
   ``/truth/instances`` (same shape, uint32: the nucleus of cell ``i`` is ``i + 1``),
-  ``/truth/live_count`` and ``/truth/dead_count`` (wells, timepoints), ``/truth/death_hazard`` (wells,).
+  ``/truth/live_count`` and ``/truth/dead_count`` (wells, timepoints), ``/truth/death_hazard`` (wells,);
+  for a plate made from a plate map, ``/truth/death_time`` (wells, cells) int32 (the time point cell
+  ``i`` died at, 0 dead from the start, -1 alive at the end, -2 no such cell in that well),
+  ``/truth/concentration`` (wells,) and ``/truth/ec50`` (the dead fraction's true EC50 at the last time point).
 * optional ``/stitch/positions`` (wells, timepoints, fields, 2) int64: where stitching laid each field.
 * file attributes (:class:`PlateAttrs`): ``format``, ``wells``, and where known ``pixel_size_um``,
   ``time_interval_h``, the synthetic ``spec`` or the ``stitch`` settings (JSON).
@@ -155,6 +158,10 @@ class PlateTruth:
     counts: np.ndarray | None = None
     """(wells, timepoints, 2) live and dead cells; None where the plate records no counts."""
     has_instances: bool = False
+    death_time: np.ndarray | None = None
+    """(wells, cells) time point of each cell's death (-1 alive at the end, -2 no such cell), from a plate map."""
+    concentration: np.ndarray | None = None
+    ec50: float | None = None
 
     def instances(self, well: int, time: int) -> np.ndarray | None:
         """The true nucleus of every cell of one image (0 background), where the plate records them."""
@@ -170,7 +177,15 @@ def read_truth(path: Path) -> PlateTruth:
         counts = None
         if "truth/live_count" in f and "truth/dead_count" in f:
             counts = np.stack([f["truth/live_count"][:], f["truth/dead_count"][:]], axis=-1)
-        return PlateTruth(path, counts, "truth/instances" in f)
+        dose = "truth/death_time" in f
+        return PlateTruth(
+            path,
+            counts,
+            "truth/instances" in f,
+            f["truth/death_time"][:] if dose else None,
+            f["truth/concentration"][:] if dose else None,
+            float(f["truth/ec50"][()]) if dose else None,
+        )
 
 
 @dataclass
@@ -191,6 +206,16 @@ class PlateWriter:
         self.truth["instances"][well, time] = instances
         self.truth["live_count"][well, time] = live
         self.truth["dead_count"][well, time] = dead
+
+    def write_cell_truth(self, death_time: Sequence[np.ndarray], concentration: np.ndarray, ec50: float) -> None:
+        """Every cell's time of death (one array per well), the wells' concentrations and the true EC50."""
+        group = self.images.file["truth"]
+        table = np.full((len(death_time), max((len(d) for d in death_time), default=0)), -2, np.int32)
+        for w, d in enumerate(death_time):
+            table[w, : len(d)] = d
+        group.create_dataset("death_time", data=table)
+        group.create_dataset("concentration", data=concentration)
+        group.create_dataset("ec50", data=ec50)
 
     def write_positions(self, well: int, time: int, positions: np.ndarray) -> None:
         assert self.positions is not None, "write_plate(fields=...) makes the positions"

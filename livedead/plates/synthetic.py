@@ -4,7 +4,10 @@ It mimics the study's assay closely enough that a model trained on it has to lea
 dead cell looks like in transmitted light, not threshold a brightness:
 
 * Cells persist over time points and random-walk a little; death is irreversible.
-* Each well has its own death rate (a dose series: well 0 is the vehicle control).
+* Each well has its own death rate (a dose series: well 0 is the vehicle control). Given a plate
+  map's concentrations, the rate follows a known Hill curve of the concentration instead
+  (``ec50``, ``hill``, ``max_hazard``), and the truth records every cell's time of death and the
+  plate's true EC50 (:func:`true_ec50`).
 * In transmitted light a live cell is a large, elongated, textured body with a pale halo and a
   darker nucleus; a dead cell is small, round and refractile (bright core, dark ring).
   Unstained debris has similar brightness to dead cells but no ring and no nucleus.
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -64,6 +67,12 @@ class PlateSpec:
     """Standard deviation of a live cell's step between time points, in pixels at magnification 1."""
     time_interval_h: float = 0.25
     """Hours between time points (the study imaged a well 70 times in 18 hours)."""
+    ec50: float = 1.0
+    """With a plate map: the concentration at which the per-time-point death hazard is half ``max_hazard``."""
+    hill: float = 1.5
+    """With a plate map: the Hill slope of the hazard against concentration."""
+    max_hazard: float = 0.2
+    """With a plate map: the per-time-point probability of death that a saturating dose adds to the control's."""
     magnification: float = 1.0
     """The same cells at this many times the default pixel density: sizes, distances, motility and
     blur in pixels grow with it, cells and debris per megapixel fall with its square (the default
@@ -88,6 +97,20 @@ class PlateSpec:
                 raise LivedeadError(f"config key '{key}': expected in [0, 1), found {getattr(self, key)}")
         if self.density <= 0:
             raise LivedeadError(f"config key 'density': expected > 0, found {self.density}")
+        for key in ("ec50", "hill"):
+            if not getattr(self, key) > 0:
+                raise LivedeadError(f"config key '{key}': expected > 0, found {getattr(self, key)}")
+        if not 0.0 <= self.max_hazard < 1.0:
+            raise LivedeadError(f"config key 'max_hazard': expected in [0, 1), found {self.max_hazard}")
+
+    def spec_json(self, dose: bool) -> str:
+        """What the file records of the spec: the hazard curve's keys only where a plate map set the doses,
+        so that a plate made without one is the same file, byte for byte, as before they existed."""
+        record = asdict(self)
+        if not dose:
+            for key in ("ec50", "hill", "max_hazard"):
+                del record[key]
+        return json.dumps(record)
 
 
 @dataclass
@@ -105,12 +128,44 @@ class Cells:
     alive: np.ndarray  # bool
 
 
-def death_hazards(spec: PlateSpec) -> np.ndarray:
-    """Per-time-point probability of death for each well: a dose series from control to toxic."""
+def death_hazards(spec: PlateSpec, concentrations: Sequence[float] | None = None) -> np.ndarray:
+    """Per-time-point probability of death for each well: a dose series from control to toxic, or with
+    ``concentrations`` (one per well) the control's hazard combined with :func:`hill_hazard`'s."""
+    steps = max(spec.timepoints - 1, 1)
+    if concentrations is not None:
+        control = 1.0 - (1.0 - spec.base_dead_fraction) ** (1.0 / steps)
+        return 1.0 - (1.0 - control) * (1.0 - hill_hazard(spec, np.asarray(concentrations, np.float64)))
     dose = np.linspace(0.0, 1.0, spec.wells) ** 1.5 if spec.wells > 1 else np.zeros(1)
     final = spec.base_dead_fraction + (spec.max_dead_fraction - spec.base_dead_fraction) * dose
-    steps = max(spec.timepoints - 1, 1)
     return 1.0 - (1.0 - final) ** (1.0 / steps)
+
+
+def hill_hazard(spec: PlateSpec, concentration: np.ndarray) -> np.ndarray:
+    """The per-time-point hazard a concentration adds: ``max_hazard`` x c^h / (ec50^h + c^h).
+
+    >>> float(hill_hazard(PlateSpec(ec50=2.0, max_hazard=0.2), np.array(2.0)))
+    0.1
+    """
+    c = np.maximum(concentration, 0.0) ** spec.hill
+    return spec.max_hazard * c / (spec.ec50**spec.hill + c)
+
+
+def true_ec50(spec: PlateSpec, time: int | None = None) -> float:
+    """The concentration at which the expected dead fraction at time point ``time`` (None: the last) is halfway
+    between the control's and a saturating dose's: the EC50 that a dose-response fit at that time estimates.
+
+    After ``T`` steps the fraction alive is ``a (1 - p0)^T (1 - p(c))^T``, so halfway needs
+    ``(1 - p)^T = (1 + (1 - max_hazard)^T) / 2`` whatever the control (``a``, ``p0``) does; the Hill
+    curve inverted at that ``p`` gives ``c``. With one step that is the hazard's own ``ec50``:
+
+    >>> round(true_ec50(PlateSpec(timepoints=2, ec50=3.0)), 6)
+    3.0
+    """
+    steps = spec.timepoints - 1 if time is None else time
+    if steps < 1:
+        raise LivedeadError(f"true EC50: expected a time point after the first, found {steps}")
+    p = 1.0 - ((1.0 + (1.0 - spec.max_hazard) ** steps) / 2.0) ** (1.0 / steps)
+    return spec.ec50 * (p / (spec.max_hazard - p)) ** (1.0 / spec.hill)
 
 
 def _place_clustered(rng: np.random.Generator, n: int, spec: PlateSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -162,11 +217,12 @@ def initial_cells(spec: PlateSpec, rng: np.random.Generator) -> Cells:
     )
 
 
-def simulate_well(spec: PlateSpec, well: int) -> Iterator[Cells]:
-    """Yield the cell state at each time point of one well (a copy each time)."""
+def simulate_well(spec: PlateSpec, well: int, hazards: np.ndarray | None = None) -> Iterator[Cells]:
+    """Yield the cell state at each time point of one well (a copy each time); ``hazards``: per well
+    (default :func:`death_hazards` of the spec)."""
     rng = np.random.default_rng([spec.seed, well])
     cells = initial_cells(spec, rng)
-    hazard = death_hazards(spec)[well]
+    hazard = (death_hazards(spec) if hazards is None else hazards)[well]
     for t in range(spec.timepoints):
         if t > 0:
             n = len(cells.y)
@@ -285,26 +341,53 @@ def render_image(spec: PlateSpec, cells: Cells, well: int, t: int) -> tuple[np.n
     return image, labels, instances
 
 
-def generate_plate(path: str | Path, spec: PlateSpec, progress: bool = True) -> Path:
-    """Write a raw plate file, truth included (layout: :mod:`livedead.plates.platefile`)."""
+def well_names(n: int) -> list[str]:
+    """The synthetic plate's well names: ``W01``, ``W02``...
+
+    >>> well_names(2)
+    ['W01', 'W02']
+    """
+    return [f"W{i + 1:02d}" for i in range(n)]
+
+
+def generate_plate(
+    path: str | Path, spec: PlateSpec, progress: bool = True, concentrations: Sequence[float] | None = None
+) -> Path:
+    """Write a raw plate file, truth included (layout: :mod:`livedead.plates.platefile`).
+
+    ``concentrations`` (one per well, from a plate map) set each well's hazard by the spec's Hill curve;
+    the truth then holds every cell's time of death, the concentrations and :func:`true_ec50`.
+    """
     spec.validate()
+    if concentrations is not None and len(concentrations) != spec.wells:
+        raise LivedeadError(
+            f"plate map: expected a concentration for each of {spec.wells} wells, found {len(concentrations)}"
+        )
     path = check_output(path)
     w, t = spec.wells, spec.timepoints
-    attrs = PlateAttrs(
-        wells=[f"W{i + 1:02d}" for i in range(w)], time_interval_h=spec.time_interval_h, spec=json.dumps(asdict(spec))
-    )
+    dose = concentrations is not None
+    attrs = PlateAttrs(wells=well_names(w), time_interval_h=spec.time_interval_h, spec=spec.spec_json(dose))
     shape = (w, t, len(PLATE_CHANNELS), spec.height, spec.width)
+    hazards = death_hazards(spec, concentrations)
+    deaths = []
     with (
-        write_plate(path, attrs, shape, np.dtype(np.uint16), PLATE_CHANNELS, death_hazard=death_hazards(spec)) as plate,
+        write_plate(path, attrs, shape, np.dtype(np.uint16), PLATE_CHANNELS, death_hazard=hazards) as plate,
         Progress(disable=not progress) as bar,
     ):
         task = bar.add_task("synthetic plate", total=w * t)
         for well in range(w):
-            for tp, cells in enumerate(simulate_well(spec, well)):
+            death = None
+            for tp, cells in enumerate(simulate_well(spec, well, hazards)):
                 image, lab, inst = render_image(spec, cells, well, tp)
                 plate.write_image(well, tp, image)
                 plate.write_truth(well, tp, lab, inst, int(cells.alive.sum()), int((~cells.alive).sum()))
+                death = np.full(len(cells.y), -1) if death is None else death
+                death[(death < 0) & ~cells.alive] = tp
                 bar.advance(task)
+            deaths.append(death)
+        if dose:
+            ec50 = true_ec50(spec) if t > 1 else float("nan")
+            plate.write_cell_truth(deaths, np.asarray(concentrations, np.float64), ec50)
     return path
 
 

@@ -97,3 +97,33 @@ def test_cli_value_of_the_wrong_type_is_one_line(tmp_path):
     proc = run_cli("livedead.synthetic", f"output={tmp_path / 'p.h5'}", "wells=abc")
     assert_one_line_error(proc, "'wells'", "abc", "Integer")
     assert not (tmp_path / "p.h5").exists()
+
+
+def test_a_plate_map_sets_the_hazard_and_the_truth_records_each_death(tmp_path):
+    from livedead.plates.platefile import read_truth
+    from livedead.plates.synthetic import hill_hazard, true_ec50
+
+    spec = PlateSpec(wells=3, timepoints=4, height=160, width=160, seed=2, ec50=1.0, hill=2.0, max_hazard=0.5)
+    path = generate_plate(tmp_path / "dose.h5", spec, progress=False, concentrations=[0.0, 1.0, 100.0])
+    truth = read_truth(path)
+    with h5py.File(path) as f:
+        hazards, spec_json = f["truth/death_hazard"][:], f.attrs["spec"]
+    assert hazards[0] < hazards[1] < hazards[2]
+    assert np.isclose(hazards[2] - hazards[0], (1 - hazards[0]) * hill_hazard(spec, np.array(100.0)))
+    assert truth.ec50 == true_ec50(spec)
+    assert list(truth.concentration) == [0.0, 1.0, 100.0]
+    for w in range(3):  # the dead cells at each time are those whose recorded death came by then
+        d = truth.death_time[w][truth.death_time[w] > -2]
+        for t in range(4):
+            assert ((d >= 0) & (d <= t)).sum() == truth.counts[w, t, 1]
+    assert '"ec50": 1.0' in spec_json
+    with h5py.File(generate_plate(tmp_path / "default.h5", SMALL, progress=False)) as f:
+        assert "ec50" not in f.attrs["spec"]
+        assert "truth/death_time" not in f
+
+
+def test_cli_plate_map_with_an_unmapped_well_is_one_line(tmp_path):
+    plate_map = tmp_path / "map.csv"
+    plate_map.write_text("well,condition,compound,concentration,unit,replicate\nW01,c,none,0,uM,1\n")
+    proc = run_cli("livedead.synthetic", f"output={tmp_path / 'p.h5'}", "wells=2", f"plate_map={plate_map}")
+    assert_one_line_error(proc, "found none for W02")

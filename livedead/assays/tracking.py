@@ -1,0 +1,142 @@
+"""Cells tracked over the time points of a well, and each cell's time of death.
+
+Linking is laptrack's (Jaqaman et al. 2008's linear assignment, with gap closing: a nucleus missed
+in up to ``gap_frames`` images is bridged); trackpy's (Crocker-Grier, with ``memory``) is the
+alternative, for comparison (``benchmarks/assay.py``). A cell's time of death is the first time
+point from which its nucleus stays dead: a dead call that flips back to live is noise, since death
+is irreversible. A track that starts after the first time point entered the field, one that ends
+alive before the last left it: both are censored (:func:`cell_fates`), never deaths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from livedead.errors import LivedeadError
+
+TRACKERS = ("laptrack", "trackpy")
+TRACK_COLUMNS = ["well", "track", "time", "time_h", "y", "x", "state"]
+"""The columns of ``tracks.csv``; ``state`` is ``live`` or ``dead`` as counted, ``time`` the time point index."""
+
+
+def link_well(
+    detections: pd.DataFrame, max_distance: float, gap_frames: int = 1, tracker: str = "laptrack"
+) -> np.ndarray:
+    """The track of each detection of one well (rows of ``time``, ``y``, ``x``): an integer per row, 0, 1...
+
+    >>> d = pd.DataFrame({"time": [0, 0, 1, 1, 3], "y": [10.0, 50, 11, 49, 12], "x": [10.0, 50, 10, 51, 9]})
+    >>> link_well(d, max_distance=5, gap_frames=1).tolist()  # time 2 missed: the cell at 12, 9 is the first one's
+    [0, 1, 0, 1, 0]
+    """
+    if tracker not in TRACKERS:
+        raise LivedeadError(f"config key 'tracker': expected one of {TRACKERS}, found {tracker!r}")
+    if not len(detections):
+        return np.zeros(0, np.int64)
+    frame = detections[["time", "y", "x"]].reset_index(drop=True).copy()
+    frame["row"] = np.arange(len(frame))
+    ids = (_laptrack if tracker == "laptrack" else _trackpy)(frame, max_distance, gap_frames)
+    _, dense = np.unique(ids, return_inverse=True)
+    first = pd.Series(np.arange(len(dense))).groupby(dense).min().to_numpy()
+    order = np.argsort(np.argsort(first))  # tracks numbered by their first detection
+    return order[dense]
+
+
+def _laptrack(frame: pd.DataFrame, max_distance: float, gap_frames: int) -> np.ndarray:
+    from laptrack import LapTrack
+
+    cutoff = float(max_distance) ** 2
+    gap_cutoff = cutoff * (gap_frames + 1)
+    # Not linking costs what the farthest allowed link costs (Jaqaman's rule): laptrack's default, a
+    # percentile of the link costs, would leave a bridged gap longer than most steps unlinked.
+    lt = LapTrack(
+        metric="sqeuclidean",
+        cutoff=cutoff,
+        track_start_cost=cutoff,
+        track_end_cost=cutoff,
+        segment_start_cost=gap_cutoff,
+        segment_end_cost=gap_cutoff,
+        gap_closing_cutoff=gap_cutoff if gap_frames else False,
+        gap_closing_max_frame_count=gap_frames + 1,
+        splitting_cutoff=False,
+        merging_cutoff=False,
+    )
+    frames = frame.rename(columns={"time": "frame"})
+    tracked, _, _ = lt.predict_dataframe(
+        frames, coordinate_cols=["y", "x"], frame_col="frame", only_coordinate_cols=False
+    )
+    return tracked.sort_values("row")["track_id"].to_numpy()
+
+
+def _trackpy(frame: pd.DataFrame, max_distance: float, gap_frames: int) -> np.ndarray:
+    try:
+        import trackpy
+    except ImportError:
+        raise LivedeadError('tracker=trackpy needs trackpy: pip install "livedead[bench]"') from None
+    trackpy.quiet()
+    frames = frame.rename(columns={"time": "frame"})
+    linked = trackpy.link(frames, search_range=max_distance, memory=gap_frames, pos_columns=["y", "x"])
+    return linked.sort_values("row")["particle"].to_numpy()
+
+
+def track_plate(
+    detections: pd.DataFrame,
+    max_distance: float,
+    gap_frames: int = 1,
+    tracker: str = "laptrack",
+    on_well: Callable[[], None] | None = None,
+) -> pd.DataFrame:
+    """``tracks.csv``'s table of every well's detections (``well``, ``time``, ``time_h``, ``y``, ``x``, ``dead``)."""
+    out = []
+    for well, d in detections.groupby("well", sort=False):
+        d = d.sort_values("time", kind="stable")
+        tracks = link_well(d, max_distance, gap_frames, tracker)
+        state = np.where(d["dead"].to_numpy(bool), "dead", "live")
+        out.append(
+            pd.DataFrame({"well": well, "track": tracks, "time": d["time"].to_numpy(), "time_h": d["time_h"].to_numpy(),
+                          "y": d["y"].round(2).to_numpy(), "x": d["x"].round(2).to_numpy(), "state": state})
+        )  # fmt: skip
+        if on_well is not None:
+            on_well()
+    if not out:
+        return pd.DataFrame(columns=TRACK_COLUMNS)
+    return pd.concat(out, ignore_index=True).sort_values(["well", "track", "time"], kind="stable", ignore_index=True)
+
+
+def death_time(dead: np.ndarray) -> int | None:
+    """The index from which a track's states stay dead (None: it ends alive).
+
+    >>> death_time(np.array([False, True, False, True, True])), death_time(np.array([True, False]))
+    (3, None)
+    """
+    dead = np.asarray(dead, bool)
+    if not len(dead) or not dead[-1]:
+        return None
+    alive = np.flatnonzero(~dead)
+    return int(alive[-1] + 1) if len(alive) else 0
+
+
+def cell_fates(tracks: pd.DataFrame, first_time: int, last_time: int) -> pd.DataFrame:
+    """One row per track: where it starts and ends, its time of death and how its survival is observed.
+
+    ``event`` is 1 for a death seen (alive first, then dead to its end), 0 for a cell censored:
+    alive at the end, or alive when it left the field. ``entry`` is the time the cell came under
+    observation (a track that starts after ``first_time`` entered the field: left-truncated).
+    Cells dead when first seen (``dead_at_entry``) died unseen and are left out of survival.
+    """
+    rows = []
+    for (well, track), t in tracks.groupby(["well", "track"], sort=False):
+        dead = (t["state"] == "dead").to_numpy()
+        d = death_time(dead)
+        times, hours = t["time"].to_numpy(), t["time_h"].to_numpy()
+        died = d is not None and d > 0
+        rows.append({
+            "well": well, "track": track, "start": int(times[0]), "end": int(times[-1]),
+            "entry_h": float(hours[0]), "death": float(times[d]) if died else np.nan,
+            "duration_h": float(hours[d] if died else hours[-1]), "event": int(died),
+            "dead_at_entry": d == 0, "entered": bool(times[0] > first_time),
+            "left": bool(d is None and times[-1] < last_time),
+        })  # fmt: skip
+    return pd.DataFrame(rows)

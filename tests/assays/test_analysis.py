@@ -1,0 +1,74 @@
+"""The assay step on a small plate of known answer: tracks, times of death and the EC50 recovered."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from livedead.assays.analysis import AssayConfig, run_assay
+from livedead.assays.figures import write_html
+from livedead.assays.truth import score_tracks, true_plate
+from livedead.inference.evaluation import read_counts
+from livedead.plates.synthetic import well_names
+from tests.assays.conftest import DOSE
+from tests.conftest import assert_one_line_error, run_cli
+
+
+def test_the_true_counts_give_the_plate_s_answer(dose_plate, truth_predictions, tmp_path):
+    """From the saved class maps (nuclei re-derived) to tracks, deaths and the EC50, looser than the benchmark."""
+    plate, plate_map = dose_plate
+    cfg = AssayConfig(
+        predictions=str(truth_predictions), output=str(tmp_path), plate_map=str(plate_map), progress=False
+    )
+    result = run_assay(cfg, read_counts(truth_predictions))
+    score = score_tracks(result.tracks, result.fates, plate, well_names(DOSE.wells))
+    assert score.link_recall >= 0.9
+    assert score.death_time_mae <= 1
+    assert score.deaths_found >= 0.8
+    _, _, truth = true_plate(plate)
+    (fit,) = result.dose_response
+    assert fit.status == "ok"
+    assert abs(fit.ec50 - truth.ec50) / truth.ec50 < 0.3
+    assert fit.ec50_lower < truth.ec50 < fit.ec50_upper
+    tracks = pd.read_csv(tmp_path / "tracks.csv")
+    assert list(tracks.columns) == ["well", "track", "time", "time_h", "y", "x", "state"]
+    assert set(tracks["state"]) == {"live", "dead"}
+    conditions = pd.read_csv(tmp_path / "conditions.csv")
+    assert conditions.loc[conditions["condition"] == "control", "logrank_p_vs_control"].item() == "control"
+    top = conditions[conditions["condition"] == "drug 10 uM"]
+    assert float(top["logrank_p_vs_control"].item()) < 0.01
+    html = (tmp_path / "assay.html").read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert 'src="http' not in html
+    assert {p.name for p in tmp_path.glob("*.png")} == {"wells.png", "conditions.png", "dose_response.png"}
+
+
+def test_the_command_runs_from_a_prediction_folder(dose_plate, truth_predictions, tmp_path):
+    proc = run_cli("livedead.assay", f"predictions={truth_predictions}", f"plate_map={dose_plate[1]}",
+                   f"output={tmp_path / 'assay'}", "progress=false")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "EC50" in proc.stderr
+    assert pd.read_csv(tmp_path / "assay" / "dose_response.csv")["status"].tolist() == ["ok"]
+
+
+def test_a_bad_plate_map_row_is_one_line(truth_predictions, tmp_path):
+    bad = tmp_path / "map.csv"
+    bad.write_text("well,condition,compound,concentration,unit,replicate\nW01,a,drug,1,uM,1\nW01,a,drug,2,uM,2\n")
+    proc = run_cli("livedead.assay", f"predictions={truth_predictions}", f"plate_map={bad}", f"output={tmp_path / 'o'}")
+    assert_one_line_error(proc, "row 3", "W01 mapped twice")
+    assert proc.returncode == 2
+
+
+def test_the_html_page_embeds_its_figures(tmp_path):
+    png = tmp_path / "a.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n")
+    page = write_html("T", [("figure", png), ("table", pd.DataFrame({"a": [1]})), ("text", "<b>")])
+    assert "data:image/png;base64,iVBORw0KGgo=" in page
+    assert "&lt;b&gt;" in page
+    assert "<table" in page
+
+
+@pytest.mark.parametrize("key", ["tracker=nope", "max_distance=0"])
+def test_bad_settings_are_one_line(truth_predictions, tmp_path, key):
+    proc = run_cli("livedead.assay", f"predictions={truth_predictions}", f"output={tmp_path}", key)
+    assert_one_line_error(proc, key.split("=")[0])
