@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from livedead.errors import LivedeadError
 from livedead.inference.predictor import PredictConfig, run
+from livedead.inference.rescaling import rescale_factor, to_image_grid, to_model_grid
 from livedead.plates.synthetic import generate_plate
 from tests.conftest import SMALL, assert_one_line_error, run_cli
 
@@ -96,3 +99,18 @@ def test_an_image_of_unknown_pixel_size_is_refused_in_one_line(sized_ckpt, plate
         assert proc.returncode == 0, proc.stderr[-3000:]
     bad = run_cli("livedead.predict", *common, f"output={tmp_path / 'c'}", "rescale=maybe")
     assert_one_line_error(bad, "config key 'rescale'", "maybe")
+
+
+def test_the_factor_and_the_grids_there_and_back():
+    """Image over model pixel size; within 1 % none; a checkpoint without one as is; probabilities still sum to one."""
+    assert rescale_factor("auto", 1.3, 0.65, "x") == 2.0
+    assert rescale_factor("auto", 0.655, 0.65, "x") == 1.0
+    assert rescale_factor("auto", 1.3, None, "x") == rescale_factor("off", None, 0.65, "x") == 1.0
+    with pytest.raises(LivedeadError, match="x: the model was trained at 0.65 µm/px"):
+        rescale_factor("auto", None, 0.65, "x")
+    image = np.arange(40 * 60, dtype=np.uint16).reshape(40, 60)
+    assert to_model_grid(image, 2.0).shape == (80, 120)
+    probs = np.random.default_rng(0).dirichlet([1, 1, 1], (80, 120)).transpose(2, 0, 1).astype(np.float32)
+    back = to_image_grid(probs, (40, 60))
+    assert back.shape == (3, 40, 60)
+    np.testing.assert_allclose(back.sum(axis=0), 1.0, atol=1e-5)
