@@ -235,9 +235,11 @@ def test_each_file_format_has_one_owner():
         "livedead.inference.predictor": "the probabilities it writes (save=hdf5), read by no module",
     }
     attrs_owners = {"livedead.data.tilefile", "livedead.plates.platefile"}
-    record = ("livedead", "class_names", "net", "normalization", "foreground_threshold", "validated", "held_out_wells")
+    record = ("livedead", "class_names", "net", "normalization", "foreground_threshold", "validated", "held_out_wells",
+              "pixel_size_um")  # fmt: skip
     key_owners = {k: {"livedead.model.checkpoint"} for k in record}  # the checkpoint record: its entry and keys
-    key_owners["class_names"].add("livedead.data.tilefile")  # the tile file's attribute of that name
+    for key in ("class_names", "pixel_size_um"):
+        key_owners[key].add("livedead.data.tilefile")  # the tile file's attributes of those names
     key_owners |= {k: {"livedead.data.transforms"} for k in ("mode", "mean", "std", "percentiles")}  # normalisation
     problems = []
     for path in PACKAGE.rglob("*.py"):

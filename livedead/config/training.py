@@ -95,6 +95,7 @@ def training_data(datamodule: TileDataModule, overlay_tiles: int) -> TrainingDat
         overlay_images=tiles.get("image"),
         overlay_labels=tiles.get("label"),
         held_out_wells=tuple(datamodule.info.held_out_wells),
+        pixel_size_um=datamodule.info.pixel_size_um,
     )
 
 

@@ -83,7 +83,8 @@ class PrepareConfig:
     diameter: Any = "auto"
     """The nucleus diameter in px, or ``auto``: measured in each image's Hoechst channel."""
     pixel_size_um: float | None = None
-    """The pixel size, if the plate does not record it (with ``nucleus_diameter_um``)."""
+    """The pixel size, if the plate does not record it (with ``nucleus_diameter_um``); the tile file
+    records it, and checkpoints after it, so that ``predict`` rescales images of another pixel size."""
     nucleus_diameter_um: float | None = None
     """The nucleus diameter in micrometres: with a pixel size, it fixes ``diameter``."""
     checksum: bool = True
@@ -316,6 +317,7 @@ def prepare(source: str | Path, output: str | Path, cfg: PrepareConfig) -> Prepa
             tiles_seen=summary.tiles_seen,
             nucleus_diameter_px=float(np.median(summary.diameters)) if summary.diameters else float("nan"),
             nucleus_diameter_setting=str(cfg.scale.fixed(plate.pixel_size_um) or cfg.diameter),
+            pixel_size_um=cfg.pixel_size_um or plate.pixel_size_um,
         ).write(dst)
     summary.bytes_written = output.stat().st_size
     summary.seconds = time.perf_counter() - start

@@ -169,11 +169,15 @@ class TileAttrs:
     nucleus_diameter_px: float
     nucleus_diameter_setting: str
     class_names: list[str] = field(default_factory=list)
+    pixel_size_um: float | None = None
+    """The plate's pixel size (its metadata, or prepare's ``pixel_size_um``): the scale the model learns,
+    which checkpoints record so that ``predict`` can rescale images of another. None: unknown."""
     format: str = FORMAT
     format_version: int = 1
 
     def write(self, f: h5py.File) -> None:
-        f.attrs.update(asdict(self))
+        """The attributes; an unknown one is left out (HDF5 has no None), not written as a guess."""
+        f.attrs.update({k: v for k, v in asdict(self).items() if v is not None})
 
     @property
     def held_out_wells(self) -> list[str]:
@@ -208,6 +212,7 @@ def _tile_attrs(f: h5py.File) -> TileAttrs | None:
         nucleus_diameter_px=float(a.get("nucleus_diameter_px", math.nan)),
         nucleus_diameter_setting=str(a.get("nucleus_diameter_setting", "")),
         class_names=[str(c) for c in a.get("class_names", [])],
+        pixel_size_um=float(a["pixel_size_um"]) if "pixel_size_um" in a else None,
         format_version=int(a.get("format_version", 1)),
     )
 
@@ -269,6 +274,8 @@ class TileFileInfo:
     split_note: str
     held_out_wells: list[str] = field(default_factory=list)
     """The wells prepare held out for validation (:attr:`TileAttrs.held_out_wells`); none for other files."""
+    pixel_size_um: float | None = None
+    """The pixel size the tiles were cut at (:attr:`TileAttrs.pixel_size_um`); None where unknown."""
 
 
 def fingerprint(path: Path, span: int = 1 << 20) -> dict[str, Any]:
@@ -425,9 +432,11 @@ def inspect_tile_file(
     else:
         train, val, note = batch_split(n, chunk, batch_size, val_fraction, seed)
     held_out = attrs.held_out_wells if attrs is not None else []
+    pixel_size = attrs.pixel_size_um if attrs is not None else None
     return TileFileInfo(
-        path, n, images.shape[2], images.shape[3], images.dtype, chunk, compressed, counts, train, val, note, held_out
-    )
+        path, n, images.shape[2], images.shape[3], images.dtype, chunk, compressed, counts, train, val, note,
+        held_out, pixel_size,
+    )  # fmt: skip
 
 
 def batch_split(

@@ -6,7 +6,7 @@ the two files a prediction folder holds besides its images:
 * ``counts.csv`` (:func:`write_counts`, :func:`read_counts`): one row per well and time point;
 * ``metrics.json`` (:func:`write_metrics`), when the plate carries its truth: count MSE, MAE and
   relative error per image and per tile, and detection precision, recall and F1, for the model and
-  for the stain-derived reference.
+  for the stain-derived reference, and the factor the images were rescaled by to the model's pixel size.
 
 Kept apart from inference, as nnU-Net keeps its evaluation: scoring needs no network.
 """
@@ -80,6 +80,7 @@ def write_metrics(
         metrics["per_tile"]["tile_px"] = tile_px
     if detection["model"]:
         metrics["detection"] = {k: detection_scores(v) for k, v in detection.items() if v}
+    metrics["rescale"] = rows[0].get("rescale", 1.0)  # one plate, one pixel size: the factor to the model's
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))
     pi = metrics["per_image"]["model"]

@@ -2,12 +2,16 @@
 
 For each stitched image of a plate (HDF5 plate file or TIFF folder) the transmitted-light
 channel is predicted in sliding windows (:mod:`livedead.inference.sliding_window`), the class
-map is counted (:mod:`livedead.nuclei.counting`), and the results are written to the output folder:
+map is counted (:mod:`livedead.nuclei.counting`), and the results are written to the output folder.
+An image of another pixel size than the checkpoint's is resampled to it for the network and its
+probabilities back to the image's grid, where it is counted (:mod:`livedead.inference.rescaling`).
+Written:
 
 * per image: the class map (compressed TIFF) or the class probabilities (HDF5), and an RGB
   overlay PNG (live nuclei green, dead nuclei red);
 * ``counts.csv``: one row per well and time point: live, dead, total, dead fraction, and the
-  truth (and the count of the stain-derived labels) where the input carries them;
+  truth (and the count of the stain-derived labels) where the input carries them, and the factor
+  the image was rescaled by to the checkpoint's pixel size (``rescale``, 1 for none);
 * ``metrics.json`` when the input carries truth: count MSE, MAE and relative error, per image
   and per ``count_tile``-px tile, for the model and for the stain-derived reference.
 
@@ -39,6 +43,7 @@ from livedead.data.tilefile import read_tile_attrs
 from livedead.errors import LivedeadError, one_line
 from livedead.files import atomic_path, check_output, remove_stale_temporaries
 from livedead.inference.evaluation import write_counts, write_metrics
+from livedead.inference.rescaling import RESCALE_MODES, rescale_factor, to_image_grid, to_model_grid
 from livedead.inference.sliding_window import LoadedModel, load_model, predict_image
 from livedead.model.checkpoint import CheckpointRecord, read_checkpoint
 from livedead.nuclei.counting import (
@@ -109,14 +114,19 @@ class PredictConfig:
     """The nucleus diameter in px, or ``auto``: measured in each image (in the predicted nuclei, and
     in the Hoechst channel for the stain-derived reference)."""
     pixel_size_um: float | None = None
-    """The pixel size, if the plate does not record it (with ``nucleus_diameter_um``)."""
+    """The pixel size, if the plate does not record it (with ``nucleus_diameter_um``, and for ``rescale``)."""
     nucleus_diameter_um: float | None = None
     """The nucleus diameter in micrometres: with a pixel size, it fixes ``diameter``."""
+    rescale: str = "auto"
+    """``auto``: images of another pixel size than the checkpoint's are resampled to it for the network,
+    and the probabilities back (:mod:`livedead.inference.rescaling`); ``off``: predicted as they are."""
 
     def validate(self) -> None:
         """The settings that would otherwise fail on every image, each with numpy's words instead of the key."""
         if self.save not in SAVE_MODES:
             raise LivedeadError(f"config key 'save': expected one of {SAVE_MODES}, found {self.save!r}")
+        if self.rescale not in RESCALE_MODES:
+            raise LivedeadError(f"config key 'rescale': expected one of {RESCALE_MODES}, found {self.rescale!r}")
         for key in ("tile", "count_tile", "batch_size"):
             if getattr(self, key) < 1:
                 raise LivedeadError(f"config key '{key}': expected >= 1, found {getattr(self, key)}")
@@ -220,6 +230,10 @@ def run(
             f"config key 'wells': expected wells of {source} ({', '.join(plate.wells)}), found {unknown}"
         )
     diameter = NucleusScale(cfg.diameter, cfg.pixel_size_um, cfg.nucleus_diameter_um).fixed(plate.pixel_size_um)
+    pixel_size = cfg.pixel_size_um or plate.pixel_size_um
+    factor = rescale_factor(cfg.rescale, pixel_size, model.pixel_size_um, f"{ckpt}, {source}")
+    if factor != 1.0:
+        console.print(f"images of {pixel_size:g} µm/px rescaled by {factor:.4g} to the model's {model.pixel_size_um:g}")
     if model.foreground_threshold is None:
         console.print(f"{ckpt}: no calibrated foreground threshold (an older checkpoint): counting the argmax")
     check_output(out, [source, ckpt], folder=True)
@@ -238,7 +252,7 @@ def run(
         for image in selected:
             name = f"{plate.wells[image.well]}_t{image.time:03d}"
             try:
-                result = _predict_one(model, image, plate.wells, truth, stains, diameter, cfg, device)
+                result = _predict_one(model, image, plate.wells, truth, stains, diameter, factor, cfg, device)
                 if plate.time_interval_h is not None:
                     result.row["time_h"] = round(image.time * plate.time_interval_h, 4)
                 save_outputs(
@@ -285,17 +299,23 @@ def _predict_one(
     truth: PlateTruth,
     stains: bool,
     diameter: float | None,
+    factor: float,
     cfg: PredictConfig,
     device: str,
 ) -> ImageResult:
+    """One image's counts and maps; the network sees it rescaled by ``factor``, counting on its own grid."""
     if image.error:
         raise LivedeadError(image.error)
     raw = image.channels["brightfield"]
-    probs = predict_image(model, raw, cfg.mode, cfg.overlap, cfg.blending, cfg.window, cfg.margin,
+    seen = raw if factor == 1.0 else to_model_grid(raw, factor)
+    probs = predict_image(model, seen, cfg.mode, cfg.overlap, cfg.blending, cfg.window, cfg.margin,
                           cfg.batch_size, cfg.tta, device)  # fmt: skip
+    if factor != 1.0:
+        probs = to_image_grid(probs, raw.shape)
     nuclei = nuclei_from_probabilities(probs, model.foreground_threshold, diameter=diameter, **cfg.counting)
     row: dict[str, Any] = {"well": well_names[image.well], "time": image.time, **nuclei.counts()}
     row["diameter_px"] = round(nuclei.diameter, 2) if nuclei.diameter else None
+    row["rescale"] = round(factor, 4)
     tiles = {"model": per_tile_counts(nuclei, raw.shape, cfg.count_tile)}
     detection: dict[str, dict[str, float]] = {}
     if truth.counts is not None:

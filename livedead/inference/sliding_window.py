@@ -46,6 +46,8 @@ class LoadedModel:
     (None for checkpoints written before the calibration: counting then uses the argmax)."""
     net_spec: dict[str, Any] | None = None
     """How to rebuild the network (its ``_target_`` and arguments), as the checkpoint records it."""
+    pixel_size_um: float | None = None
+    """The pixel size it was trained at (None: unknown), to which ``predict`` rescales images."""
 
     def normalize(self, image: np.ndarray) -> torch.Tensor:
         """A raw (H, W) image as float32 network input, normalised as in training."""
@@ -61,7 +63,10 @@ def load_model(ckpt: str | Path, device: str | torch.device = "cpu", tile: int =
     net.to(device, memory_format=torch.channels_last)
     divisor = int(getattr(net, "size_divisor", 1))
     normalization = Normalization.from_dict(record.normalization)
-    return LoadedModel(net, record.class_names, normalization, tile, divisor, record.foreground_threshold, record.net)
+    return LoadedModel(
+        net, record.class_names, normalization, tile, divisor, record.foreground_threshold, record.net,
+        record.pixel_size_um,
+    )  # fmt: skip
 
 
 def gaussian_map(size: int, sigma_scale: float = 1 / 8) -> np.ndarray:

@@ -3,7 +3,7 @@
 Training (:class:`livedead.model.module.LiveDeadModule`) writes a ``livedead`` entry into every
 checkpoint, :class:`CheckpointRecord`: the class names, the network as
 ``{"_target_": "<module>.<Class>", **arguments}``, the input normalisation, the counting
-threshold, the last validation's metrics and the wells held out for validation. With it,
+threshold, the last validation's metrics, the wells held out for validation and the pixel size. With it,
 inference rebuilds whatever network was trained from the checkpoint alone, with torch and nothing
 else of the training stack. This module is the one that writes and reads that entry.
 """
@@ -43,6 +43,9 @@ class CheckpointRecord:
     held_out_wells: list[str] | None = None
     """The wells the training data held out for validation; None in checkpoints written before they
     recorded them (their tile file still says)."""
+    pixel_size_um: float | None = None
+    """The pixel size (µm/px) of the training images, to which ``predict`` rescales images of another;
+    None where the plate did not record one, and in checkpoints written before they recorded it."""
 
     def save(self, checkpoint: dict[str, Any]) -> None:
         """Into a checkpoint being saved."""
@@ -61,6 +64,7 @@ class CheckpointRecord:
             foreground_threshold=entry.get("foreground_threshold"),
             validated=dict(entry.get("validated") or {}),
             held_out_wells=None if entry.get("held_out_wells") is None else list(entry["held_out_wells"]),
+            pixel_size_um=None if entry.get("pixel_size_um") is None else float(entry["pixel_size_um"]),
         )
 
 

@@ -107,6 +107,9 @@ class TrainingData:
     held_out_wells: tuple[str, ...] = ()
     """The wells of the validation split, recorded in checkpoints so that ``predict wells=held_out``
     needs no tile file."""
+    pixel_size_um: float | None = None
+    """The pixel size of the training images (None: unknown), recorded in checkpoints so that
+    ``predict`` rescales images of another pixel size to it."""
 
 
 class LiveDeadModule(L.LightningModule):
@@ -167,6 +170,7 @@ class LiveDeadModule(L.LightningModule):
         self.overlay_labels: torch.Tensor | None = None
         self.normalization: NormalizationRecord | None = None  # how raw pixels became input, for inference
         self.held_out_wells: list[str] = []
+        self.pixel_size_um: float | None = None
         if init_from:
             skipped = load_matching_weights(self.net, init_from)
             rank_zero_info(f"livedead: init_from {init_from}: skipped {len(skipped)} tensors: {', '.join(skipped)}")
@@ -198,10 +202,12 @@ class LiveDeadModule(L.LightningModule):
         self.overlay_images, self.overlay_labels = data.overlay_images, data.overlay_labels
         self.normalization = data.normalization
         self.held_out_wells = list(data.held_out_wells)
+        self.pixel_size_um = data.pixel_size_um
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Everything inference needs besides the weights: classes, network, input normalisation, and the
-        wells held out of training (``predict wells=held_out``); written by the record's one owner."""
+        wells held out of training (``predict wells=held_out``) and the pixel size (``predict rescale``);
+        written by the record's one owner."""
         CheckpointRecord(
             class_names=self.class_names,
             net=self.net_spec,
@@ -211,6 +217,7 @@ class LiveDeadModule(L.LightningModule):
             if self._trainer is not None
             else {},
             held_out_wells=self.held_out_wells,
+            pixel_size_um=self.pixel_size_um,
         ).save(checkpoint)
 
     def on_train_epoch_end(self) -> None:
