@@ -50,8 +50,9 @@ class LoadedModel:
     """The pixel size it was trained at (None: unknown), to which ``predict`` rescales images."""
 
     def normalize(self, image: np.ndarray) -> torch.Tensor:
-        """A raw (H, W) image as float32 network input, normalised as in training."""
-        x = torch.from_numpy(image).to(torch.float32)[None, None]
+        """A raw (H, W) image as float32 network input, normalised as in training; the image itself is left
+        as it is (a float32 image would share its memory with the tensor normalised in place)."""
+        x = torch.tensor(image, dtype=torch.float32)[None, None]
         return normalize_(x, self.normalization)[0, 0]
 
 

@@ -55,3 +55,12 @@ def test_crop_mode_agrees_with_blending(tiny_ckpt, plate_path):
 def test_image_smaller_than_a_tile_in_python():
     with pytest.raises(LivedeadError, match="at least one 160x160 tile"):
         predict_image(constant_model(), np.zeros((100, 300)))
+
+
+def test_normalising_leaves_a_float32_image_as_it_was():
+    model = LoadedModel(Constant([0.0, 0.0, 0.0]), ["background", "dapi", "cy5"],
+                        Normalization("dataset", mean=100.0, std=10.0), 160, 16)  # fmt: skip
+    image = np.full((32, 32), 120.0, np.float32)
+    x = model.normalize(image)
+    assert float(x.mean()) == pytest.approx(2.0)
+    assert (image == 120.0).all(), "the plate's image is not overwritten before its overlay is drawn"
