@@ -1,4 +1,4 @@
-"""Labels from stains on real assays: the hand-drawn MCF-7 nuclei of a killing assay, and nuclei with micronuclei.
+"""Labels from stains on a real killing assay, scored against its hand-drawn MCF-7 nuclei.
 
 The MCF-7 / NK killing assay (``../shared/real/mcf7-killing``, CC-BY-NC-4.0, used by path, never
 copied): for each of the 62 fields, the Hoechst and propidium-iodide channels are labelled as
@@ -24,7 +24,7 @@ import tifffile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from livedead.nuclei.counting import nuclei_from_class_map, truth_coverage  # noqa: E402
+from livedead.nuclei.counting import stain_reference, truth_coverage  # noqa: E402
 from livedead.nuclei.labels import labels_from_stains  # noqa: E402
 from livedead.nuclei.size import image_sizes  # noqa: E402
 
@@ -50,8 +50,8 @@ def main() -> None:
         sizes = image_sizes(hoechst, pi)
         diameters.append(sizes.typical if sizes else np.nan)
         largest.append(sizes.largest if sizes else np.nan)
-        labels = labels_from_stains(hoechst, pi)
-        nuclei = nuclei_from_class_map(labels)
+        labels = labels_from_stains(hoechst, pi, sizes=sizes)
+        nuclei = stain_reference(labels, sizes)
         scores = truth_coverage(nuclei, hand)
         total, found, split = total + scores["true"], found + scores["found"], split + scores["split"]
         recalls.append(scores["found"] / scores["true"] if scores["true"] else 1.0)

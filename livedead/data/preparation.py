@@ -81,7 +81,8 @@ class PrepareConfig:
     stains: dict[str, Any] = field(default_factory=dict)
     """:func:`livedead.nuclei.labels.segment_channel` options (threshold, min_snr, local, min_area, ...)."""
     diameter: Any = "auto"
-    """The nucleus diameter in px, or ``auto``: measured in each image's Hoechst channel."""
+    """The nucleus diameter in px (one size for every population), or ``auto``: each image's typical and
+    largest population's sizes, measured in its Hoechst channel (else its dead stain)."""
     pixel_size_um: float | None = None
     """The pixel size, if the plate does not record it (with ``nucleus_diameter_um``); the tile file
     records it, and checkpoints after it, so that ``predict`` rescales images of another pixel size."""

@@ -54,6 +54,7 @@ from livedead.nuclei.counting import (
     nuclei_from_instances,
     nuclei_from_probabilities,
     per_tile_counts,
+    stain_reference,
 )
 from livedead.nuclei.labels import labels_from_stains
 from livedead.nuclei.size import NucleusScale, image_sizes
@@ -331,8 +332,7 @@ def _predict_one(
         sizes = image_sizes(hoechst, draq7, diameter)
         stain_diameter = sizes.typical if sizes is not None else None
         stain_map = labels_from_stains(hoechst, draq7, sizes=sizes, **cfg.stains)
-        largest = sizes.largest if sizes is not None else None
-        stain_nuclei = nuclei_from_class_map(stain_map, diameter=stain_diameter, largest=largest, **cfg.counting)
+        stain_nuclei = stain_reference(stain_map, sizes, **cfg.counting)
         stain_counts = stain_nuclei.counts()
         row["stain_live"], row["stain_dead"] = stain_counts["live"], stain_counts["dead"]
         row["stain_diameter_px"] = round(stain_diameter, 2) if stain_diameter else None

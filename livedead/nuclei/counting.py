@@ -146,6 +146,14 @@ def nuclei_from_probabilities(probs: np.ndarray, threshold: float | None, **opti
     return find_nuclei(foreground, dead_map=probs[2] / np.maximum(nucleus, 1e-6), **options)
 
 
+def stain_reference(class_map: np.ndarray, sizes: NucleusSizes | None, **options: float) -> Nuclei:
+    """The nuclei of a class map labelled from the stains, counted at the sizes it was labelled with
+    (not measured again in the map): the reference ``predict`` scores the model against."""
+    if sizes is None:
+        return nuclei_from_class_map(class_map, **options)
+    return nuclei_from_class_map(class_map, diameter=sizes.typical, largest=sizes.largest, **options)
+
+
 def class_map_of(nuclei: Nuclei) -> np.ndarray:
     """The class map (uint8: 0 background, 1 live, 2 dead) of counted nuclei: what was counted, pixel by pixel."""
     classes = np.zeros(len(nuclei.dead) + 1, np.uint8)

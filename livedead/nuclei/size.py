@@ -283,12 +283,6 @@ def image_sizes(hoechst: np.ndarray, draq7: np.ndarray, fixed: float | None = No
     return estimate_sizes(hoechst) or estimate_sizes(draq7)
 
 
-def image_diameter(hoechst: np.ndarray, draq7: np.ndarray, fixed: float | None = None) -> float | None:
-    """The typical nucleus diameter (px) of one image, as :func:`image_sizes` measures it."""
-    sizes = image_sizes(hoechst, draq7, fixed)
-    return None if sizes is None else sizes.typical
-
-
 @dataclass
 class NucleusScale:
     """How the nucleus diameter is set (config keys ``diameter``, ``pixel_size_um``, ``nucleus_diameter_um``).

@@ -5,10 +5,11 @@ from skimage import measure
 from livedead.errors import LivedeadError
 from livedead.nuclei.size import (
     NucleusScale,
+    NucleusSizes,
     background_stats,
     diameter_of_mask,
     estimate_diameter,
-    image_diameter,
+    image_sizes,
     sizes_of_mask,
     smallest_nucleus,
 )
@@ -70,10 +71,12 @@ def test_one_answer_for_the_diameter_of_an_image():
     image, _ = real_nuclei(1.0)
     rng = np.random.default_rng(0)
     empty = rng.normal(100, 3, image.shape).astype(np.float32)
-    assert image_diameter(image, empty, fixed=17.0) == 17.0  # the settings win
-    assert image_diameter(image, empty) == pytest.approx(estimate_diameter(image))
-    assert image_diameter(empty, image) == pytest.approx(estimate_diameter(image))  # only dead nuclei: the dead stain
-    assert image_diameter(empty, empty) is None
+    assert image_sizes(image, empty, fixed=17.0) == NucleusSizes(17.0, 17.0)  # the settings win
+    assert image_sizes(image, empty).typical == pytest.approx(estimate_diameter(image))
+    assert image_sizes(empty, image).typical == pytest.approx(
+        estimate_diameter(image)
+    )  # only dead nuclei: the dead stain
+    assert image_sizes(empty, empty) is None
 
 
 def test_two_populations_keep_two_scales():
