@@ -204,6 +204,15 @@ class LiveDeadModule(L.LightningModule):
         self.held_out_wells = list(data.held_out_wells)
         self.pixel_size_um = data.pixel_size_um
 
+    def on_fit_start(self) -> None:
+        """Refuse a fit without :meth:`use_data`: it would train with weights of 1, show no overlays and
+        write checkpoints without the normalisation that ``load_network`` requires."""
+        if self.normalization is None:
+            raise LivedeadError(
+                "LiveDeadModule fitted without its training data: call module.use_data("
+                "livedead.config.training.training_data(datamodule, overlay_tiles)) before fit"
+            )
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Everything inference needs besides the weights: classes, network, input normalisation, and the
         wells held out of training (``predict wells=held_out``) and the pixel size (``predict rescale``);
