@@ -150,3 +150,19 @@ def test_a_fit_without_the_training_data_is_refused_before_it_trains(tmp_path):
         trainer.fit(make_module(), train_dataloaders=DataLoader(tiles, batch_size=4))
     assert trainer.global_step == 0
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_resumed_module_keeps_the_last_validations_threshold_and_metrics(fitted):
+    """Checkpoints saved after a resume, before the next validation, carry what the checkpoint resumed from had."""
+    _, _, trained = fitted
+    saved: dict = {}
+    trained.on_save_checkpoint(saved)
+    assert 0 < saved["livedead"]["foreground_threshold"] < 1
+    assert "val/loss" in saved["livedead"]["validated"]
+    resumed = make_module()
+    resumed.on_load_checkpoint(saved)
+    assert resumed.foreground_threshold == trained.foreground_threshold
+    again: dict = {}
+    resumed.on_save_checkpoint(again)  # no validation since: the loaded record's
+    assert again["livedead"]["foreground_threshold"] == saved["livedead"]["foreground_threshold"]
+    assert again["livedead"]["validated"] == saved["livedead"]["validated"]
