@@ -30,6 +30,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from livedead.config.training import training_data
 from livedead.data.datamodule import TileDataModule
 from livedead.data.preparation import prepare_synthetic
 from livedead.inference.sliding_window import load_model, predict_image
@@ -103,6 +104,8 @@ def measure(tiles: Path, root: Path, args: argparse.Namespace, compiled: bool) -
         torch.cuda.reset_peak_memory_stats()
     dm = TileDataModule(tiles, batch_size=args.batch, num_workers=args.workers)
     module, timer = network(compiled, args.base), StepTimer(args.warmup)
+    dm.setup("fit")
+    module.use_data(training_data(dm, module.hparams.overlay_tiles))
     fit = trainer(
         root, args.accelerator, max_steps=args.warmup + args.steps, limit_val_batches=0, num_sanity_val_steps=0,
         callbacks=[timer],

@@ -1,7 +1,7 @@
 """Benchmark: what Lightning, logging and metrics cost next to a bare PyTorch loop.
 
 Trains the same small U-Net on the same tiles for the same number of steps twice, under
-:class:`livedead.module.LiveDeadModule` in a real ``Trainer`` (TensorBoard logger, progress
+:class:`livedead.model.module.LiveDeadModule` in a real ``Trainer`` (TensorBoard logger, progress
 bar) and in a bare loop, timing the steps after a warm-up. Then times one validation epoch
 with the module's metrics, PR curves, overlays and confusion image, and with the loss alone.
 
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from livedead.config.training import training_data
 from livedead.data.datamodule import TileDataModule
 from livedead.data.preparation import PrepareConfig, prepare
 from livedead.data.transforms import dihedral_augment
@@ -70,6 +71,13 @@ def datamodule(path: Path) -> TileDataModule:
     return TileDataModule(path, batch_size=100, num_workers=0, augment=True)
 
 
+def with_data(mod: LiveDeadModule, dm: TileDataModule) -> LiveDeadModule:
+    """The module with its class weights, overlay tiles and normalisation, as a run hands them over."""
+    dm.setup("fit")
+    mod.use_data(training_data(dm, mod.hparams.overlay_tiles))
+    return mod
+
+
 def lightning_rate(path: Path, root: Path, steps: int, base: int) -> float:
     timer = StepTimer()
     trainer = L.Trainer(
@@ -83,7 +91,8 @@ def lightning_rate(path: Path, root: Path, steps: int, base: int) -> float:
         enable_model_summary=False,
         log_every_n_steps=1,
     )
-    trainer.fit(module(LiveDeadModule, base), datamodule=datamodule(path))
+    dm = datamodule(path)
+    trainer.fit(with_data(module(LiveDeadModule, base), dm), datamodule=dm)
     return timer.samples / (timer.end - timer.start)
 
 
@@ -121,8 +130,9 @@ def validation_seconds(path: Path, root: Path, cls: type[LiveDeadModule], base: 
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    mod, dm = module(cls, base), datamodule(path)
-    trainer.validate(mod, datamodule=dm, verbose=False)  # warm-up (and sets up the fixed overlay tiles)
+    dm = datamodule(path)
+    mod = with_data(module(cls, base), dm)
+    trainer.validate(mod, datamodule=dm, verbose=False)  # warm-up
     start = time.perf_counter()
     trainer.validate(mod, datamodule=dm, verbose=False)
     return time.perf_counter() - start

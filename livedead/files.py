@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -153,6 +154,20 @@ def _why_unwritable(where: Path, err: OSError) -> str:
 _LOCKS: dict[tuple[int, int], tuple[int, int]] = {}
 """(device, inode) of each folder this process has locked -> (its descriptor, how many holders)."""
 
+UNLOCKABLE = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF)
+"""``flock`` errors of file systems that do not lock (some NFS and FUSE mounts): the run goes on unlocked."""
+
+
+def _drop_locks_in_child() -> None:
+    """A forked child (a DataLoader worker) closes its copies of the lock descriptors, so that it cannot keep
+    the folder locked once the run is killed; the lock stays with the parent's own descriptor."""
+    for fd, _ in _LOCKS.values():
+        os.close(fd)
+    _LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_drop_locks_in_child)
+
 
 @contextmanager
 def folder_lock(folder: str | os.PathLike[str], what: str = "run folder") -> Iterator[None]:
@@ -162,7 +177,9 @@ def folder_lock(folder: str | os.PathLike[str], what: str = "run folder") -> Ite
     releases it when the process ends however it ends (``kill -9`` included): a lock is never
     stale. A second process finds it held and gets one line naming the folder and the holder's pid,
     before it writes anything. Within one process the lock may be taken again (the command and its
-    task both hold it), and it is released when the outermost holder leaves.
+    task both hold it), and it is released when the outermost holder leaves. Forked children (DataLoader
+    workers) do not inherit it. A file system that refuses ``flock`` gets one warning line and the run goes
+    on unlocked; NFS and Lustre may lock per node only, so two runs on two nodes are not kept apart there.
     """
     path = Path(folder)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -181,6 +198,11 @@ def folder_lock(folder: str | os.PathLike[str], what: str = "run folder") -> Ite
             raise LivedeadError(
                 f"{what} {path} is in use by {by}: wait until it ends, or choose another folder"
             ) from None
+        except OSError as err:
+            if err.errno not in UNLOCKABLE:
+                os.close(fd)
+                raise
+            print(f"livedead: warning: cannot lock {what} {path} ({err.strerror}): running unlocked", file=sys.stderr)
         _LOCKS[key] = (fd, 1)
     try:
         yield

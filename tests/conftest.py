@@ -76,6 +76,14 @@ def make_module(**kw) -> LiveDeadModule:
     return LiveDeadModule(**{**args, **kw})
 
 
+def data_for(module: LiveDeadModule, tiles: Path) -> TileDataModule:
+    """A set-up datamodule of ``tiles`` whose training data ``module`` has taken, as a run hands it over."""
+    datamodule = TileDataModule(tiles, batch_size=25, num_workers=0)
+    datamodule.setup("fit")
+    module.use_data(training_data(datamodule, module.hparams.overlay_tiles))
+    return datamodule
+
+
 def make_trainer(root: Path, epochs: int, **kw) -> L.Trainer:
     """A real Trainer writing TensorBoard events to ``root/tb/run`` and checkpoints to ``root/ckpt``."""
     return L.Trainer(
@@ -96,9 +104,7 @@ def fitted(tiles_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     root = tmp_path_factory.mktemp("fit")
     torch.manual_seed(0)
     module = make_module()
-    datamodule = TileDataModule(tiles_path, batch_size=25, num_workers=0)
-    datamodule.setup("fit")
-    module.use_data(training_data(datamodule, module.hparams.overlay_tiles))
+    datamodule = data_for(module, tiles_path)
     trainer = make_trainer(root, 2)
     trainer.fit(module, datamodule=datamodule)
     return root, trainer, module

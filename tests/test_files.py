@@ -4,9 +4,11 @@ whole or not at all."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,7 @@ from livedead.errors import LivedeadError
 from livedead.files import (
     atomic_path,
     check_output,
+    folder_lock,
     forget_written,
     interrupted_summary,
     is_disk_full,
@@ -140,3 +143,42 @@ def test_only_temporaries_of_dead_processes_are_removed(tmp_path):
     remove_stale_temporaries(tmp_path)  # a folder: every temporary in it
     assert not stale.exists()
     assert alive.exists()
+
+
+def _lockable(folder: Path) -> bool:
+    """Whether a new open of ``folder`` can take its flock lock now (then lets go of it)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def test_a_forked_child_does_not_keep_the_folder_locked(tmp_path):
+    """A fork-started DataLoader worker that outlives a killed run must not hold its folder's lock."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    with folder_lock(tmp_path):
+        child = os.fork()
+        if child == 0:  # the child: say it is up, then live on until told to go
+            os.write(ready_w, b"x")
+            os.read(go_r, 1)
+            os._exit(0)
+        try:
+            os.read(ready_r, 1)
+            held = {os.path.realpath(f"/proc/{child}/fd/{fd}") for fd in os.listdir(f"/proc/{child}/fd")}
+            assert str(tmp_path.resolve()) not in held
+            assert not _lockable(tmp_path)  # closing the child's copy left the parent's lock alone
+        except BaseException:
+            os.write(go_w, b"x")
+            raise
+    try:
+        assert _lockable(tmp_path)  # the parent let go, and the living child holds nothing
+    finally:
+        os.write(go_w, b"x")
+        os.waitpid(child, 0)
+        for fd in (ready_r, ready_w, go_r, go_w):
+            os.close(fd)

@@ -62,8 +62,11 @@ def test_resume_keeps_the_runs_config_and_every_record(tiles_path, tmp_path):
     # the run's own command line, with resume= added, is accepted (++ included); and only resume= too
     again = run_cli("livedead.train", *first, f"resume={run}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
+    cut_off = run / "checkpoints" / "last.tmp-99999999.ckpt"  # a save of a killed run (no pid is that high)
+    cut_off.write_bytes(b"half a checkpoint")
     plain = run_cli("livedead.train", f"resume={run}", "trainer.max_epochs=2", cwd=tmp_path)
     assert plain.returncode == 0, plain.stderr[-2000:]
+    assert not cut_off.exists(), "an accepted resume removes what the killed run was writing"
     assert (run / ".hydra" / "config.yaml").read_text() == original, "the first record is never overwritten"
     sessions = sorted(run.glob(".hydra/resume-*/resumed_config.yaml"))
     assert len(sessions) == 2
@@ -73,8 +76,10 @@ def test_resume_keeps_the_runs_config_and_every_record(tiles_path, tmp_path):
     assert resumed.trainer.max_epochs == 2
     assert resumed.model.net.base_channels == 4  # unet_small's 8, overridden by TINY
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    cut_off.write_bytes(b"half a checkpoint")
     changed = run_cli("livedead.train", f"resume={run}", "seed=8", cwd=tmp_path)
     assert_one_line_error(changed, "'seed'", "keeps its config", "seed=7", "seed=8")
+    assert cut_off.exists(), "a refused resume changes nothing in the folder"
 
 
 # --- killed training resumes exactly ----------------------------------------------------------

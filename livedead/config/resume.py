@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from livedead.errors import LivedeadError
+from livedead.files import remove_stale_temporaries
 from livedead.model.callbacks import first_unsaved_step
 
 RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.min_epochs", "validate_best")
@@ -87,8 +88,6 @@ def resume_config(run: Path) -> DictConfig:
     """
     hydra_saved = run / ".hydra" / "hydra.yaml"
     last, unreadable = check_run_folder(run)
-    for partial in (run / "checkpoints").glob("*.tmp-*"):  # a save the kill cut off
-        partial.unlink()
     resumed = saved_config(run)
     choices = OmegaConf.load(hydra_saved).hydra.runtime.choices if hydra_saved.exists() else {}
     hc = HydraConfig.get()
@@ -108,6 +107,7 @@ def resume_config(run: Path) -> DictConfig:
                 f"config key '{key}': a resumed run keeps its config ({key}={old}); "
                 f"only {', '.join(RESUMABLE_KEYS)} may change, found {key}={text}"
             )
+    remove_stale_temporaries(run / "checkpoints")  # saves the kill cut off; only once the resume is accepted
     if unreadable:  # set aside: Lightning would save the new last.ckpt beside it, as last-v1.ckpt
         for path in unreadable:
             path.rename(path.with_name(path.name + ".unreadable"))

@@ -10,7 +10,6 @@ files, not launcher return values, so it works the same for local (basic, joblib
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from rich.table import Table
 
 from livedead.config.resolvers import SWEPT_KEYS_ENV, swept_keys  # importing it registers the resolvers
 from livedead.files import atomic_path
-from livedead.viz.sweep import job_order, standing
+from livedead.viz.sweep import job_order, read_result, standing
 
 COLUMNS = ("rank", "job", "status", "metric", "value", "best_epoch", "wall_s", "overrides", "error")
 
@@ -40,14 +39,8 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
 def _read_result(path: Path) -> dict[str, Any]:
     """A job's ``result.json``; one that cannot be read is a row that says so (status ``unreadable``),
     ranked after the jobs that finished, never a traceback that loses the whole summary."""
-    try:
-        row = json.loads(path.read_text())
-        if isinstance(row, dict):
-            return row
-        problem = f"expected a JSON object, found {type(row).__name__}"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        problem = str(err)
-    return {"job": path.parent.name, "status": "unreadable", "error": f"{path}: {problem}"}
+    row, problem = read_result(path)
+    return row if row is not None else {"job": path.parent.name, "status": "unreadable", "error": f"{path}: {problem}"}
 
 
 def write_summary(sweep_dir: Path, console: Console | None = None) -> list[dict[str, Any]]:

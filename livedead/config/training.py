@@ -45,6 +45,7 @@ from livedead.data.datamodule import TileDataModule
 from livedead.errors import Interrupted, LivedeadError, one_line
 from livedead.files import atomic_path, folder_lock, is_disk_full, no_room
 from livedead.model.module import Diverged, TrainingData
+from livedead.viz.sweep import read_result
 
 PROG = "train.py"
 
@@ -245,12 +246,11 @@ def _previous_result(path: Path) -> dict[str, Any]:
     no record, said in one line, and the job runs again."""
     if not path.exists():
         return {}
-    try:
-        previous = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        print(f"train.py: {path}: cannot be read ({err}): the job runs again")
+    previous, problem = read_result(path)
+    if previous is None:
+        print(f"train.py: {path} cannot be read: {problem}: the job runs again")
         return {}
-    return previous if isinstance(previous, dict) else {}
+    return previous
 
 
 def job(cfg: DictConfig) -> float | None:

@@ -305,7 +305,7 @@ def open_tile_file(path: Path) -> h5py.File:
 class FileCache:
     """Derived data kept beside a tile file (``<file>.livedead-cache.npz``), keyed to its size and mtime.
 
-    If the folder is read-only the values are only kept in memory.
+    If the folder is read-only, or its disk full, the values are only kept in memory.
     """
 
     def __init__(self, path: Path) -> None:
@@ -329,7 +329,7 @@ class FileCache:
         try:
             with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
                 np.savez(f, key=np.array(self.key), **self.data)
-        except OSError as err:
+        except (OSError, LivedeadError) as err:  # atomic_path turns a full disk into LivedeadError
             log.info("livedead: cannot write the cache %s (%s); keeping it in memory", self.path, err)
 
 

@@ -164,6 +164,7 @@ class LiveDeadModule(L.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(n, validate_args=False)
         self.val_threshold = AreaMatchedThreshold(pr_thresholds)
         self.foreground_threshold: float | None = None  # counting's P(nucleus) threshold, from validation
+        self._validated: dict[str, float] = {}  # the last validation's metrics of the checkpoint resumed from
         self.skipped_tiles = 0  # tiles of damaged chunks left out (data.on_bad_chunk=skip)
         self._skipped_reported = 0
         self.overlay_images: torch.Tensor | None = None
@@ -204,6 +205,15 @@ class LiveDeadModule(L.LightningModule):
         self.held_out_wells = list(data.held_out_wells)
         self.pixel_size_um = data.pixel_size_um
 
+    def on_fit_start(self) -> None:
+        """Refuse a fit without :meth:`use_data`: it would train with weights of 1, show no overlays and
+        write checkpoints without the normalisation that ``load_network`` requires."""
+        if self.normalization is None:
+            raise LivedeadError(
+                "LiveDeadModule fitted without its training data: call module.use_data("
+                "livedead.config.training.training_data(datamodule, overlay_tiles)) before fit"
+            )
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Everything inference needs besides the weights: classes, network, input normalisation, and the
         wells held out of training (``predict wells=held_out``) and the pixel size (``predict rescale``);
@@ -213,12 +223,25 @@ class LiveDeadModule(L.LightningModule):
             net=self.net_spec,
             normalization=self.normalization.to_dict() if self.normalization is not None else None,
             foreground_threshold=self.foreground_threshold,
-            validated={k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
-            if self._trainer is not None
-            else {},
+            validated=self._last_validated(),
             held_out_wells=self.held_out_wells,
             pixel_size_um=self.pixel_size_um,
         ).save(checkpoint)
+
+    def _last_validated(self) -> dict[str, float]:
+        """This run's last validation metrics; before its first, those of the checkpoint it resumed from."""
+        if self._trainer is None:
+            return self._validated
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
+        return metrics or self._validated
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed run keeps what its last validation found: checkpoints saved before the next validation
+        carry the counting threshold and metrics, not None and nothing (``ExactResume`` reads its own)."""
+        record = CheckpointRecord.of(checkpoint)
+        if record is not None:
+            self.foreground_threshold = record.foreground_threshold
+            self._validated = dict(record.validated)
 
     def on_train_epoch_end(self) -> None:
         new = self.skipped_tiles - self._skipped_reported

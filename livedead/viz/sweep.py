@@ -158,6 +158,20 @@ def events_damage(path: Path, open_end: bool = False) -> str | None:
     return None
 
 
+def read_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A job's ``result.json`` as (its record, None), or (None, what is wrong with it): the one reader of the
+    file, so that the summary, the report and a rerun sweep agree on which records are damaged."""
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        return None, f"not valid JSON ({err})"
+    except OSError as err:
+        return None, f"cannot be read ({err.strerror or err})"
+    if not isinstance(record, dict):
+        return None, f"expected a JSON object, found {type(record).__name__}"
+    return record, None
+
+
 def load_job(folder: Path) -> Job:
     """Read one job: its scalars by epoch and its last PR curves from the events, its status from ``result.json``.
 
@@ -166,10 +180,9 @@ def load_job(folder: Path) -> Job:
     """
     result_path = folder / "result.json"
     label = _JOB_NUMBER.sub("", folder.name) if _JOB_NUMBER.match(folder.name) else ""
-    try:
-        result = json.loads(result_path.read_text()) if result_path.exists() else {}
-    except (ValueError, UnicodeDecodeError) as err:
-        return Job(folder, label, "unreadable", {}, problem=f"{result_path}: not valid JSON ({err})")
+    result, problem = read_result(result_path) if result_path.exists() else ({}, None)
+    if result is None:
+        return Job(folder, label, "unreadable", {}, problem=f"{result_path}: {problem}")
     status = result.get("status", "running")
     label = label or result.get("overrides") or ""
     job = Job(folder, label, status, result)

@@ -9,9 +9,8 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from livedead.data.datamodule import TileDataModule
 from livedead.model.callbacks import ExactResume, KeepFreedMemory, StepCheckpoint, first_unsaved_step
-from tests.conftest import ROOT, make_module
+from tests.conftest import ROOT, data_for, make_module
 
 PRIVATE = re.compile(r"\b(trainer|loop)\._")
 
@@ -47,7 +46,7 @@ def test_step_checkpoints_carry_their_unlogged_step_and_none_is_saved_at_an_epoc
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(module, datamodule=TileDataModule(tiles_path, batch_size=25, num_workers=0))
+    trainer.fit(module, datamodule=data_for(module, tiles_path))
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["step_1.ckpt", "step_2.ckpt"]
     events = EventAccumulator(str(tmp_path / "tb" / "run"), size_guidance={"scalars": 0})
     events.Reload()

@@ -7,12 +7,11 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader
 
-from livedead.data.datamodule import TileDataModule
 from livedead.data.transforms import Normalization
 from livedead.errors import LivedeadError
 from livedead.model.module import LiveDeadModule, TrainingData, class_weights
 from livedead.model.unet import UNet
-from tests.conftest import make_module, make_trainer
+from tests.conftest import data_for, make_module, make_trainer
 
 
 def test_class_weight_modes_on_known_counts():
@@ -94,15 +93,17 @@ def test_resume_continues_at_the_right_epoch_with_scheduler_state(tiles_path, tm
 
     torch.manual_seed(0)
     straight = make_trainer(tmp_path / "straight", 3)
-    straight.fit(make_module(), datamodule=TileDataModule(tiles_path, batch_size=25, num_workers=0))
+    module = make_module()
+    straight.fit(module, datamodule=data_for(module, tiles_path))
 
     torch.manual_seed(0)
     first = make_trainer(tmp_path / "split", 2)
-    first.fit(make_module(), datamodule=TileDataModule(tiles_path, batch_size=25, num_workers=0))
+    module = make_module()
+    first.fit(module, datamodule=data_for(module, tiles_path))
     last = tmp_path / "split" / "ckpt" / "last.ckpt"
     resumed = make_trainer(tmp_path / "split", 3)
     module = make_module()
-    resumed.fit(module, datamodule=TileDataModule(tiles_path, batch_size=25, num_workers=0), ckpt_path=last)
+    resumed.fit(module, datamodule=data_for(module, tiles_path), ckpt_path=last)
     assert resumed.current_epoch == 3
     assert resumed.global_step == straight.global_step
     scheduler = resumed.lr_scheduler_configs[0].scheduler
@@ -139,3 +140,29 @@ def test_the_module_trains_and_validates_without_a_datamodule(tmp_path):
     events = EventAccumulator(str(tmp_path / "tb" / "run"), size_guidance={"images": 0})
     events.Reload()
     assert "val/overlay" in events.Tags()["images"]
+
+
+def test_a_fit_without_the_training_data_is_refused_before_it_trains(tmp_path):
+    """Without ``use_data`` a fit would train with weights of 1 and write checkpoints inference refuses."""
+    tiles = [{"image": torch.zeros(1, 32, 32), "label": torch.zeros(32, 32, dtype=torch.long)}] * 4
+    trainer = make_trainer(tmp_path, 1)
+    with pytest.raises(LivedeadError, match=r"^LiveDeadModule fitted without its training data: call module\.use_data"):
+        trainer.fit(make_module(), train_dataloaders=DataLoader(tiles, batch_size=4))
+    assert trainer.global_step == 0
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_resumed_module_keeps_the_last_validations_threshold_and_metrics(fitted):
+    """Checkpoints saved after a resume, before the next validation, carry what the checkpoint resumed from had."""
+    _, _, trained = fitted
+    saved: dict = {}
+    trained.on_save_checkpoint(saved)
+    assert 0 < saved["livedead"]["foreground_threshold"] < 1
+    assert "val/loss" in saved["livedead"]["validated"]
+    resumed = make_module()
+    resumed.on_load_checkpoint(saved)
+    assert resumed.foreground_threshold == trained.foreground_threshold
+    again: dict = {}
+    resumed.on_save_checkpoint(again)  # no validation since: the loaded record's
+    assert again["livedead"]["foreground_threshold"] == saved["livedead"]["foreground_threshold"]
+    assert again["livedead"]["validated"] == saved["livedead"]["validated"]

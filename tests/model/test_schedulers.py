@@ -9,12 +9,11 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
 
-from livedead.data.datamodule import TileDataModule
 from livedead.errors import LivedeadError
 from livedead.model.module import LiveDeadModule
 from livedead.model.schedulers import CosineAnnealingWithKicks
 from livedead.model.unet import UNet
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import assert_one_line_error, data_for, run_cli
 
 
 def optimizer(lr=1.0, groups=1):
@@ -147,7 +146,7 @@ def test_trainer_logs_the_same_trajectory_as_driving_it_by_hand(tiles_path, tmp_
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(module, datamodule=TileDataModule(tiles_path, batch_size=25, num_workers=0))
+    trainer.fit(module, datamodule=data_for(module, tiles_path))
     with open(tmp_path / "csv" / "v" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     logged_lr = [float(r["lr"]) for r in rows if r.get("lr")]

@@ -176,3 +176,24 @@ def test_a_damaged_record_is_told_from_the_unfinished_last_record_of_a_running_o
     flipped[len(whole) // 2] ^= 0xFF
     events.write_bytes(bytes(flipped))
     assert "damaged (checksum)" in events_damage(events, open_end=True)
+
+
+def test_a_result_that_is_not_an_object_or_cannot_be_read_marks_the_job_unreadable(tmp_path):
+    """One reader of ``result.json`` for the report, the summary and a rerun sweep: a damaged one is said."""
+    from livedead.viz.sweep import load_job, read_result
+
+    job = tmp_path / "0_lr=1"
+    job.mkdir()
+    result = job / "result.json"
+    result.write_text("[]")
+    assert read_result(result) == (None, "expected a JSON object, found list")
+    unreadable = load_job(job)
+    assert (unreadable.status, unreadable.problem) == ("unreadable", f"{result}: expected a JSON object, found list")
+    result.unlink()
+    result.mkdir()  # a path that exists and cannot be read: an OSError
+    unreadable = load_job(job)
+    assert unreadable.status == "unreadable"
+    assert unreadable.problem.startswith(f"{result}: cannot be read (")
+    result.rmdir()
+    result.write_text(json.dumps({"status": "ok"}))
+    assert read_result(result) == ({"status": "ok"}, None)
