@@ -187,6 +187,18 @@ def test_nan_pixels_are_one_line_naming_the_image(plate_path, tiny_ckpt, tmp_pat
     assert "A2_t000.tif: channel 'brightfield': expected finite pixels, found 3 NaN or infinite" in line
 
 
+@pytest.mark.slow
+def test_a_tiff_image_of_another_pixel_type_than_the_first_is_one_line_naming_it(plate_path, tmp_path):
+    """The plate's pixel type is the first image's; a later int32 image would be cast silently into its buffers."""
+    folder = tiff_folder(plate_path, tmp_path / "tiffs")
+    image = tifffile.imread(folder / "A2_t000.tif").astype(np.int32)
+    tifffile.imwrite(folder / "A2_t000.tif", image, photometric="minisblack")
+    proc = run_cli("livedead.prepare", f"input={folder}", f"output={tmp_path / 'tiles.h5'}", "progress=false")
+    assert proc.returncode == 2, proc.stderr
+    assert_one_line_error(proc, "A2_t000.tif: expected uint16 pixels", "found int32")
+    assert not (tmp_path / "tiles.h5").exists()
+
+
 def test_channels_of_a_plate_that_names_its_own_are_honoured_or_refused(plate_path, tmp_path):
     out = tmp_path / "tiles.h5"
     for channels in ("[brightfield,hoechst]", "[hoechst,brightfield,draq7]"):
