@@ -47,7 +47,7 @@ def is_disk_full(err: BaseException | None) -> bool:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str], keep: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], keep: bool = True, record: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it into place only if the block succeeds.
 
     A run that is killed or fails leaves at most a temporary file, never a file under the
@@ -55,6 +55,8 @@ def atomic_path(path: str | os.PathLike[str], keep: bool = True) -> Iterator[Pat
     (fsync) before the rename, and the folder after it, so even a power cut leaves the old file
     or the new one. A write that finds no room raises :class:`LivedeadError` naming the path,
     and the previous file is kept. With ``keep=False`` the file is a scratch file, always removed.
+    With ``record=False`` the file is kept but not one that :func:`interrupted_summary` names: it goes
+    into a temporary folder that the command removes itself.
     """
     final = Path(path)
     tmp = final.with_name(f"{final.stem}.tmp-{os.getpid()}{final.suffix}")  # the suffix tells tools the format
@@ -64,7 +66,8 @@ def atomic_path(path: str | os.PathLike[str], keep: bool = True) -> Iterator[Pat
             _fsync(tmp)
             os.replace(tmp, final)
             _fsync(final.parent)
-            _written.files.append(final)
+            if record:
+                _written.files.append(final)
     except (OSError, RuntimeError) as err:
         if is_disk_full(err):
             raise LivedeadError(

@@ -79,7 +79,12 @@ def test_an_interrupted_command_says_what_it_kept(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         half_written()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"], "the half file is removed"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with atomic_path(scratch / "cover.png", record=False) as tmp:  # a temporary folder's file: not kept
+        tmp.write_bytes(b"whole")
+    assert (scratch / "cover.png").read_bytes() == b"whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "scratch"], "the half file is removed"
     assert interrupted_summary() == f"kept 2 complete files in {tmp_path}; none half-written"
     forget_written()
 

@@ -207,7 +207,7 @@ def _cover(raw: np.ndarray, probs: np.ndarray, path: Path) -> None:
     right = left.copy() // 2
     right[classes == 1] = (60, 220, 60)
     right[classes == 2] = (230, 60, 230)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, record=False) as tmp:  # in the export's temporary folder: not a file it keeps
         Image.fromarray(np.concatenate([left, right], axis=1)).save(tmp)
 
 
