@@ -108,8 +108,9 @@ def check_output(
     """Refuse, before any work is done, an output that would destroy an input or that cannot be written.
 
     The output may not be one of ``inputs`` (through a symlink or a hard link too), nor lie inside
-    an input folder; an output file may not be an existing folder, an output folder
-    (``folder=True``) not an existing file; and the folder it goes into must be creatable and
+    an input folder; an output folder (``folder=True``) may not hold an input (an export replaces
+    its whole folder); an output file may not be an existing folder, an output folder not an
+    existing file; and the folder it goes into must be creatable and
     writable (a parent that is a file, a read-only or pseudo file system). Each is one line naming
     ``key`` and the paths, instead of a traceback after the work, or a lost input. The folders
     above the output are created; the output itself is not. Returns ``output`` as a path.
@@ -123,6 +124,11 @@ def check_output(
         if source.is_dir() and real.is_relative_to(source.resolve()):
             raise LivedeadError(
                 f"config key '{key}': {out} lies inside the input folder {source}; choose a path outside it"
+            )
+        if folder and source.resolve().is_relative_to(real):
+            raise LivedeadError(
+                f"config key '{key}': the input {source} lies inside the output folder {out}; "
+                "writing the folder could destroy it: choose a folder that holds no input"
             )
     if folder and out.exists() and not out.is_dir():
         raise LivedeadError(f"config key '{key}': expected a folder to write into, found the file {out}")
