@@ -327,6 +327,32 @@ def test_ctrl_c_stops_prepare_and_its_workers_in_one_line(plate_path, tmp_path):
         kill_survivors(workers)
 
 
+@pytest.mark.slow
+def test_ctrl_c_stops_predict_in_one_line_leaving_no_counts_table(plate_path, tiny_ckpt, tmp_path):
+    """SIGINT to the process group once the first image's files are written: exit 130, one line saying what
+    was kept, and no counts.csv that would look like the whole plate's."""
+    plate = copy_plate(plate_path, tmp_path / "big.h5", wells=3, scale=3)
+    out = tmp_path / "pred"
+    args = [sys.executable, "-m", "livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate}", f"output={out}",
+            "progress=false", "save=none"]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        wait_for("*_overlay.png", out, proc)  # the first image is done, the next ones are being predicted
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    kept = len(list(out.iterdir()))
+    plural = "s" if kept > 1 else ""
+    assert stderr.splitlines() == [f"livedead.predict: interrupted; kept {kept} complete file{plural} in {out}; "
+                                   "none half-written"], stderr  # fmt: skip
+    assert not (out / "counts.csv").exists(), "no table that looks complete"
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name], "no half-written file"
+
+
 # --- training: one run a folder, damaged checkpoints, resume= of no run, the log, Ctrl-C ---------
 
 
