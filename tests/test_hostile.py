@@ -353,6 +353,32 @@ def test_ctrl_c_stops_predict_in_one_line_leaving_no_counts_table(plate_path, ti
     assert not [p for p in out.iterdir() if ".tmp-" in p.name], "no half-written file"
 
 
+@pytest.mark.slow
+def test_ctrl_c_stops_stitch_in_one_line_leaving_no_plate(plate_path, tmp_path):
+    """SIGINT to the process group while the stitched plate is being written: exit 130, one line, and
+    neither the plate nor its temporary is left."""
+    fields = tmp_path / "fields"
+    write_fields(copy_plate(plate_path, tmp_path / "big.h5", scale=4), fields, FieldGrid(rows=2, cols=2, jitter=2))
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "livedead.stitch", f"input={fields}", f"output={out / 'stitched.h5'}", "rows=2",
+            "cols=2", "progress=false"]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not list(out.glob("stitched.tmp-*.h5")):  # registered: the mosaics are being written
+            assert proc.poll() is None, "stitch ended before it wrote its plate"
+            assert time.time() < deadline, "stitch never started writing its plate"
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert stderr.splitlines() == ["livedead.stitch: interrupted; nothing written"], stderr
+    assert not list(out.iterdir()), "no plate, no temporary, no seams figure"
+
+
 # --- training: one run a folder, damaged checkpoints, resume= of no run, the log, Ctrl-C ---------
 
 
