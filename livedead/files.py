@@ -48,7 +48,7 @@ def is_disk_full(err: BaseException | None) -> bool:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str], keep: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], keep: bool = True, record: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it into place only if the block succeeds.
 
     A run that is killed or fails leaves at most a temporary file, never a file under the
@@ -56,6 +56,8 @@ def atomic_path(path: str | os.PathLike[str], keep: bool = True) -> Iterator[Pat
     (fsync) before the rename, and the folder after it, so even a power cut leaves the old file
     or the new one. A write that finds no room raises :class:`LivedeadError` naming the path,
     and the previous file is kept. With ``keep=False`` the file is a scratch file, always removed.
+    With ``record=False`` the file is kept but not one that :func:`interrupted_summary` names: it goes
+    into a temporary folder that the command removes itself.
     """
     final = Path(path)
     tmp = final.with_name(f"{final.stem}.tmp-{os.getpid()}{final.suffix}")  # the suffix tells tools the format
@@ -65,7 +67,8 @@ def atomic_path(path: str | os.PathLike[str], keep: bool = True) -> Iterator[Pat
             _fsync(tmp)
             os.replace(tmp, final)
             _fsync(final.parent)
-            _written.files.append(final)
+            if record:
+                _written.files.append(final)
     except (OSError, RuntimeError) as err:
         if is_disk_full(err):
             raise LivedeadError(
@@ -106,8 +109,9 @@ def check_output(
     """Refuse, before any work is done, an output that would destroy an input or that cannot be written.
 
     The output may not be one of ``inputs`` (through a symlink or a hard link too), nor lie inside
-    an input folder; an output file may not be an existing folder, an output folder
-    (``folder=True``) not an existing file; and the folder it goes into must be creatable and
+    an input folder; an output folder (``folder=True``) may not hold an input (an export replaces
+    its whole folder); an output file may not be an existing folder, an output folder not an
+    existing file; and the folder it goes into must be creatable and
     writable (a parent that is a file, a read-only or pseudo file system). Each is one line naming
     ``key`` and the paths, instead of a traceback after the work, or a lost input. The folders
     above the output are created; the output itself is not. Returns ``output`` as a path.
@@ -121,6 +125,11 @@ def check_output(
         if source.is_dir() and real.is_relative_to(source.resolve()):
             raise LivedeadError(
                 f"config key '{key}': {out} lies inside the input folder {source}; choose a path outside it"
+            )
+        if folder and source.resolve().is_relative_to(real):
+            raise LivedeadError(
+                f"config key '{key}': the input {source} lies inside the output folder {out}; "
+                "writing the folder could destroy it: choose a folder that holds no input"
             )
     if folder and out.exists() and not out.is_dir():
         raise LivedeadError(f"config key '{key}': expected a folder to write into, found the file {out}")

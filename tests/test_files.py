@@ -49,6 +49,20 @@ def test_an_output_inside_an_input_folder_is_refused(tmp_path):
         check_output(tmp_path / "alias", [fields], folder=True)
 
 
+def test_an_output_folder_that_holds_an_input_is_refused(tmp_path):
+    """An export replaces its whole folder: over an earlier export holding its sample, it would delete it."""
+    export = tmp_path / "export"
+    (export / "data").mkdir(parents=True)
+    sample = export / "data" / "plate.h5"
+    sample.write_bytes(b"raw plate")
+    for output in (export, tmp_path / "export" / "data" / ".."):
+        with pytest.raises(LivedeadError, match="'output': the input .*plate.h5 lies inside the output folder"):
+            check_output(output, [tmp_path / "model.ckpt", sample], folder=True)
+    assert sample.read_bytes() == b"raw plate"
+    assert check_output(export / "data", [tmp_path / "model.ckpt"], folder=True) == export / "data"
+    assert check_output(tmp_path / "other", [sample], folder=True) == tmp_path / "other"
+
+
 def test_a_folder_where_a_file_goes_and_a_file_where_a_folder_goes_are_refused(tmp_path):
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(LivedeadError, match="config key 'output': expected a file to write, found the folder"):
@@ -82,7 +96,12 @@ def test_an_interrupted_command_says_what_it_kept(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         half_written()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"], "the half file is removed"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with atomic_path(scratch / "cover.png", record=False) as tmp:  # a temporary folder's file: not kept
+        tmp.write_bytes(b"whole")
+    assert (scratch / "cover.png").read_bytes() == b"whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "scratch"], "the half file is removed"
     assert interrupted_summary() == f"kept 2 complete files in {tmp_path}; none half-written"
     forget_written()
 

@@ -187,6 +187,18 @@ def test_nan_pixels_are_one_line_naming_the_image(plate_path, tiny_ckpt, tmp_pat
     assert "A2_t000.tif: channel 'brightfield': expected finite pixels, found 3 NaN or infinite" in line
 
 
+@pytest.mark.slow
+def test_a_tiff_image_of_another_pixel_type_than_the_first_is_one_line_naming_it(plate_path, tmp_path):
+    """The plate's pixel type is the first image's; a later int32 image would be cast silently into its buffers."""
+    folder = tiff_folder(plate_path, tmp_path / "tiffs")
+    image = tifffile.imread(folder / "A2_t000.tif").astype(np.int32)
+    tifffile.imwrite(folder / "A2_t000.tif", image, photometric="minisblack")
+    proc = run_cli("livedead.prepare", f"input={folder}", f"output={tmp_path / 'tiles.h5'}", "progress=false")
+    assert proc.returncode == 2, proc.stderr
+    assert_one_line_error(proc, "A2_t000.tif: expected uint16 pixels", "found int32")
+    assert not (tmp_path / "tiles.h5").exists()
+
+
 def test_channels_of_a_plate_that_names_its_own_are_honoured_or_refused(plate_path, tmp_path):
     out = tmp_path / "tiles.h5"
     for channels in ("[brightfield,hoechst]", "[hoechst,brightfield,draq7]"):
@@ -313,6 +325,58 @@ def test_ctrl_c_stops_prepare_and_its_workers_in_one_line(plate_path, tmp_path):
         assert not alive(workers)
     finally:
         kill_survivors(workers)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_predict_in_one_line_leaving_no_counts_table(plate_path, tiny_ckpt, tmp_path):
+    """SIGINT to the process group once the first image's files are written: exit 130, one line saying what
+    was kept, and no counts.csv that would look like the whole plate's."""
+    plate = copy_plate(plate_path, tmp_path / "big.h5", wells=3, scale=3)
+    out = tmp_path / "pred"
+    args = [sys.executable, "-m", "livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate}", f"output={out}",
+            "progress=false", "save=none"]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        wait_for("*_overlay.png", out, proc)  # the first image is done, the next ones are being predicted
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    kept = len(list(out.iterdir()))
+    plural = "s" if kept > 1 else ""
+    assert stderr.splitlines() == [f"livedead.predict: interrupted; kept {kept} complete file{plural} in {out}; "
+                                   "none half-written"], stderr  # fmt: skip
+    assert not (out / "counts.csv").exists(), "no table that looks complete"
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name], "no half-written file"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_stitch_in_one_line_leaving_no_plate(plate_path, tmp_path):
+    """SIGINT to the process group while the stitched plate is being written: exit 130, one line, and
+    neither the plate nor its temporary is left."""
+    fields = tmp_path / "fields"
+    write_fields(copy_plate(plate_path, tmp_path / "big.h5", scale=4), fields, FieldGrid(rows=2, cols=2, jitter=2))
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "livedead.stitch", f"input={fields}", f"output={out / 'stitched.h5'}", "rows=2",
+            "cols=2", "progress=false"]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not list(out.glob("stitched.tmp-*.h5")):  # registered: the mosaics are being written
+            assert proc.poll() is None, "stitch ended before it wrote its plate"
+            assert time.time() < deadline, "stitch never started writing its plate"
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert stderr.splitlines() == ["livedead.stitch: interrupted; nothing written"], stderr
+    assert not list(out.iterdir()), "no plate, no temporary, no seams figure"
 
 
 # --- training: one run a folder, damaged checkpoints, resume= of no run, the log, Ctrl-C ---------

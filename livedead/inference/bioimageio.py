@@ -15,6 +15,7 @@ The command line is :mod:`livedead.export`.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import warnings
@@ -93,7 +94,7 @@ def export_bioimageio(ckpt: str | Path, output: str | Path, cfg: ExportConfig) -
             descr = _describe(spec, cfg, model, work)
         except ValueError as err:  # pydantic's ValidationError: the spec refuses a field
             raise LivedeadError(f"{ckpt}: the bioimage.io description does not validate: {one_line(err)}") from None
-        final = output.with_name(output.name + ".tmp-export")
+        final = output.with_name(f"{output.name}.tmp-export-{os.getpid()}")  # two exports never share it
         if final.exists():
             shutil.rmtree(final)
         save_bioimageio_package_as_folder(descr, output_path=final)
@@ -207,7 +208,7 @@ def _cover(raw: np.ndarray, probs: np.ndarray, path: Path) -> None:
     right = left.copy() // 2
     right[classes == 1] = (60, 220, 60)
     right[classes == 2] = (230, 60, 230)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, record=False) as tmp:  # in the export's temporary folder: not a file it keeps
         Image.fromarray(np.concatenate([left, right], axis=1)).save(tmp)
 
 

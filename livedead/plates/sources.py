@@ -69,6 +69,9 @@ class ImageReader:
     files: dict[tuple[int, int], Path] | None = None
     """A folder's image files; None for an HDF5 plate."""
     layout: TiffLayout | None = None
+    dtype: np.dtype | None = None
+    """A folder's pixel type, the first image's: every image must have it, or it would be cast
+    silently into buffers made for the first."""
 
     def __call__(self, index: tuple[int, int]) -> PlateImage:
         w, t = index
@@ -77,7 +80,8 @@ class ImageReader:
                 data, _ = _read(self.files[w, t], self.names, self.layout or TiffLayout())
             except LivedeadError as err:
                 return PlateImage(w, t, {}, error=str(err))
-            return PlateImage(w, t, data, error=_not_finite(data, str(self.files[w, t])))
+            error = self._other_dtype(data, index) or _not_finite(data, str(self.files[w, t]))
+            return PlateImage(w, t, data, error=error)
         where = f"{self.source}: image (well {w}, time {t}) of '/{self.images_key}'"
         try:
             data, lab = read_plate_image(self.source, index, self.images_key, self.has_truth)
@@ -85,6 +89,17 @@ class ImageReader:
             return PlateImage(w, t, {}, error=f"{where}: cannot be read: found {err}")
         channels = dict(zip(self.names, data, strict=True))
         return PlateImage(w, t, channels, lab, error=_not_finite(channels, where))
+
+    def _other_dtype(self, channels: dict[str, np.ndarray], index: tuple[int, int]) -> str | None:
+        """Why a folder's image cannot join its plate: pixels of another type than the first image's."""
+        assert self.files is not None
+        found = next((c.dtype for c in channels.values() if c.dtype != self.dtype), None)
+        if self.dtype is None or found is None:
+            return None
+        return (
+            f"{self.files[index]}: expected {self.dtype} pixels, as the folder's first image has, found {found}; "
+            "convert the folder's images to one pixel type"
+        )
 
 
 def _not_finite(channels: dict[str, np.ndarray], where: str) -> str | None:
@@ -185,18 +200,19 @@ def _folder_plate(
     times = sorted({t for _, t, _ in found})
     first, meta = _read(found[0][2], channels, layout)
     files = {(wells.index(w), times.index(t)): p for w, t, p in found}
+    dtype = next(iter(first.values())).dtype
     plate = Plate(
         source=folder,
         wells=wells,
         timepoints=len(times),
         shape=next(iter(first.values())).shape,
-        dtype=next(iter(first.values())).dtype,
+        dtype=dtype,
         channels=list(channels),
         has_truth=False,
         n_images=len(found),
         index=sorted(files),
         pixel_size_um=meta.pixel_size_um,
-        reader=ImageReader(folder, list(channels), files=files, layout=layout),
+        reader=ImageReader(folder, list(channels), files=files, layout=layout, dtype=dtype),
     )
     return plate, map(plate.reader, plate.index)
 

@@ -7,6 +7,8 @@ import pytest
 import torch
 from bioimageio.spec import load_description
 
+from livedead.errors import LivedeadError
+from livedead.inference.bioimageio import ExportConfig, export_bioimageio
 from livedead.inference.sliding_window import load_model
 from tests.conftest import assert_one_line_error, run_cli
 
@@ -48,6 +50,21 @@ def test_exporting_what_is_not_a_livedead_checkpoint_is_one_line(tmp_path):
     proc = run_cli("livedead.export", f"ckpt={other}", f"output={tmp_path / 'mine'}")
     assert_one_line_error(proc, "mine", "config key 'output'", "expected a new folder or an earlier export")
     assert (tmp_path / "mine" / "thesis.tex").exists()
+
+
+def test_exporting_over_an_earlier_export_that_holds_an_input_is_refused(tiny_ckpt, plate_path, tmp_path):
+    """The export replaces its whole folder: an input kept in an earlier export would be deleted with it."""
+    out = tmp_path / "pkg"
+    out.mkdir()
+    (out / "rdf.yaml").write_text("format_version: 0.5.4\n")
+    ckpt, sample = out / "best.ckpt", out / "plate.h5"
+    ckpt.write_bytes(tiny_ckpt.read_bytes())
+    sample.write_bytes(plate_path.read_bytes())
+    with pytest.raises(LivedeadError, match="'output': the input .*best.ckpt lies inside the output folder"):
+        export_bioimageio(ckpt, out, ExportConfig())
+    with pytest.raises(LivedeadError, match="'output': the input .*plate.h5 lies inside the output folder"):
+        export_bioimageio(tiny_ckpt, out, ExportConfig(sample=str(sample)))
+    assert sorted(p.name for p in out.iterdir()) == ["best.ckpt", "plate.h5", "rdf.yaml"]
 
 
 def test_bioimageio_core_runs_the_package(tiny_ckpt, tmp_path):
