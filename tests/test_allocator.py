@@ -27,6 +27,7 @@ print(plain, faults())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
 def test_kept_memory_is_reused_instead_of_faulted_in_afresh():
     """In a fresh process: ten 64 MB blocks fault in every page each time, until freed memory is kept;

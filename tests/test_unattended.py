@@ -441,6 +441,7 @@ def small_device(tmp_path):
     subprocess.run(["umount", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_a_really_full_device_while_writing_the_tile_file(plate_path, small_device):
     proc = run_cli("livedead.prepare", f"input={plate_path}", f"output={small_device / 'tiles.h5'}", "progress=false")
     assert_one_line_error(proc, "tiles", "no room to write it (No space left on device)")

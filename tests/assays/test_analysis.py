@@ -14,6 +14,7 @@ from tests.assays.conftest import DOSE
 from tests.conftest import assert_one_line_error, run_cli
 
 
+@pytest.mark.slow
 def test_the_true_counts_give_the_plate_s_answer(dose_plate, truth_predictions, tmp_path):
     """From the saved class maps (nuclei re-derived) to tracks, deaths and the EC50, looser than the benchmark."""
     plate, plate_map = dose_plate
@@ -43,6 +44,7 @@ def test_the_true_counts_give_the_plate_s_answer(dose_plate, truth_predictions, 
     assert {p.name for p in tmp_path.glob("*.png")} == {"wells.png", "conditions.png", "dose_response.png"}
 
 
+@pytest.mark.slow
 def test_the_command_runs_from_a_prediction_folder(dose_plate, truth_predictions, tmp_path):
     proc = run_cli("livedead.assay", f"predictions={truth_predictions}", f"plate_map={dose_plate[1]}",
                    f"output={tmp_path / 'assay'}", "progress=false")  # fmt: skip

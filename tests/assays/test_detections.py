@@ -9,6 +9,7 @@ from livedead.errors import LivedeadError
 from livedead.inference.evaluation import read_counts
 
 
+@pytest.mark.slow
 def test_the_saved_class_maps_give_the_counted_nuclei(truth_predictions):
     rows = read_counts(truth_predictions)
     d = read_detections(truth_predictions, rows)

@@ -108,6 +108,7 @@ def test_split_by_image_is_about_ninety_ten(plate_path, tmp_path):
     assert 0.08 <= 1 - summary.n_train / summary.tiles_kept <= 0.3
 
 
+@pytest.mark.slow
 def test_tiff_folder_gives_the_same_tiles_as_hdf5(plate_path, tiles_path, tmp_path):
     folder = tmp_path / "tiffs"
     folder.mkdir()

@@ -17,6 +17,7 @@ from livedead.plates.images import read_image
 from tests.conftest import assert_one_line_error, run_cli
 
 
+@pytest.mark.slow
 def test_end_to_end_counts_plots_and_metrics(tiny_ckpt, plate_path, tmp_path):
     out = tmp_path / "pred"
     proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={out}", "progress=false")

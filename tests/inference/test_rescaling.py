@@ -86,6 +86,7 @@ def test_counts_at_half_and_twice_the_magnification_within_10_percent_of_1x(coun
         assert abs(counts[k]["total"] - ref) <= 0.1 * ref, {k: v["total"] for k, v in counts.items()}
 
 
+@pytest.mark.slow
 def test_an_image_of_unknown_pixel_size_is_refused_in_one_line(sized_ckpt, plate_path, tmp_path):
     """The checkpoint knows its pixel size, the plate does not: they may differ, so predict says so in one
     line naming the keys; ``rescale=off`` predicts as is, and ``pixel_size_um=`` gives the size."""

@@ -76,6 +76,7 @@ def test_the_receptive_field_is_the_layers_and_grows_with_depth(depth):
     assert hi - lo + 1 == {1: 18, 2: 48, 3: 100}[depth]  # a cell of 40 px is seen whole from depth 2
 
 
+@pytest.mark.slow
 def test_it_learns_a_tiny_batch_by_heart():
     """Bright blobs are DAPI, brighter ones Cy5: a small U-Net overfits two tiles to the pixel."""
     torch.manual_seed(0)

@@ -126,6 +126,7 @@ def truncate(path: Path) -> bytes:
     return data
 
 
+@pytest.mark.slow
 def test_a_job_whose_files_cannot_be_read_is_named_and_kept_out_of_the_ranking(tmp_path):
     sweep = small_sweep(tmp_path / "sweep")
     (events,) = (sweep / "1_optimizer=sgd").glob("events.out.tfevents.*")
