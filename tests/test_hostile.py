@@ -337,12 +337,7 @@ def test_ctrl_c_stops_predict_in_one_line_leaving_no_counts_table(plate_path, ti
             "progress=false", "save=none"]  # fmt: skip
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
-    try:
-        wait_for("*_overlay.png", out, proc)  # the first image is done, the next ones are being predicted
-        os.killpg(proc.pid, signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    stderr = interrupt_once("*_overlay.png", out, proc)  # the first image is done, the next ones are being predicted
     assert proc.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr
     kept = len(list(out.iterdir()))
@@ -395,6 +390,17 @@ def wait_for(pattern: str, folder: Path, proc: subprocess.Popen, timeout: float 
         assert proc.poll() is None, f"the process ended before {pattern} appeared in {folder}"
         assert time.time() < deadline, f"no {pattern} in {folder}"
         time.sleep(0.02)
+
+
+def interrupt_once(pattern: str, folder: Path, proc: subprocess.Popen) -> str:
+    """Ctrl-C (SIGINT to the process group) once ``pattern`` appears in ``folder``; the process's stderr."""
+    try:
+        wait_for(pattern, folder, proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return stderr
 
 
 @pytest.mark.slow
@@ -478,12 +484,7 @@ def test_ctrl_c_stops_a_training_in_one_line_keeping_its_checkpoints(tiles_path,
     run = tmp_path / "run"
     proc = training(tiles_path, tmp_path, f"hydra.run.dir={run}", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     start_new_session=True)  # fmt: skip
-    try:
-        wait_for("checkpoints/step_*.ckpt", run, proc)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    stderr = interrupt_once("checkpoints/step_*.ckpt", run, proc)
     assert proc.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr
     assert "KeyboardInterrupt" not in stderr, "Lightning's own note is left to the command's line"
