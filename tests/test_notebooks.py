@@ -13,23 +13,23 @@ from tests.conftest import ROOT, run_cli
 NOTEBOOKS = ROOT / "notebooks"
 
 
-@pytest.fixture(scope="module")
-def predictions(tiny_ckpt: Path, plate_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("predictions")
-    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={out}", "progress=false",
-                   "overlays=false", "save=none")  # fmt: skip
+def predict_folder(ckpt: Path, plate: Path, out: Path, save: str) -> Path:
+    """A real ``livedead.predict`` output folder (no overlays), saving ``save``."""
+    proc = run_cli("livedead.predict", f"ckpt={ckpt}", f"input={plate}", f"output={out}", "progress=false",
+                   "overlays=false", f"save={save}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
+
+
+@pytest.fixture(scope="module")
+def predictions(tiny_ckpt: Path, plate_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return predict_folder(tiny_ckpt, plate_path, tmp_path_factory.mktemp("predictions"), "none")
 
 
 @pytest.fixture(scope="module")
 def assay_predictions(tiny_ckpt: Path, plate_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prediction folder with its class maps (``save=tiff``), which the assay step tracks nuclei in."""
-    out = tmp_path_factory.mktemp("assay_predictions")
-    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={out}", "progress=false",
-                   "overlays=false", "save=tiff")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return out
+    return predict_folder(tiny_ckpt, plate_path, tmp_path_factory.mktemp("assay_predictions"), "tiff")
 
 
 def test_every_notebook_is_tested_and_saved_without_outputs():

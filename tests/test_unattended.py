@@ -48,6 +48,17 @@ def weights(ckpt: Path) -> dict[str, torch.Tensor]:
     return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
 
 
+def assert_same_weights_and_metrics(straight: Path, resumed: Path) -> None:
+    """A resumed run ends with the uninterrupted run's weights (to 1e-6) and validated metrics."""
+    a, b = weights(straight / "checkpoints" / "last.ckpt"), weights(resumed / "checkpoints" / "last.ckpt")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
+    ra, rb = (json.loads((r / "result.json").read_text())["metrics"] for r in (straight, resumed))
+    for key in ("val/pr_auc/macro", "val/loss", "val/pr_auc/dapi"):
+        assert rb[key] == pytest.approx(ra[key], abs=1e-6), key
+
+
 # --- resume= keeps the run's own config -------------------------------------------------------
 
 
@@ -115,13 +126,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tiles_path, tmp_path
 
     resumed = run_cli("livedead.train", f"resume={killed}", cwd=tmp_path / "b")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    a, b = weights(straight / "checkpoints" / "last.ckpt"), weights(killed / "checkpoints" / "last.ckpt")
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
-    ra, rb = (json.loads((r / "result.json").read_text())["metrics"] for r in (straight, killed))
-    for key in ("val/pr_auc/macro", "val/loss", "val/pr_auc/dapi"):
-        assert rb[key] == pytest.approx(ra[key], abs=1e-6), key
+    assert_same_weights_and_metrics(straight, killed)
     # one TensorBoard run, every training step once: what the killed session logged after its
     # checkpoint is purged, and the resumed session logs it again
     events = EventAccumulator(str(killed), size_guidance={"scalars": 0})
@@ -175,13 +180,7 @@ def test_a_run_killed_anywhere_resumes_exactly(tiles_path, tmp_path, uninterrupt
 
     resumed = run_cli("livedead.train", f"resume={killed}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    a, b = weights(uninterrupted / "checkpoints" / "last.ckpt"), weights(killed / "checkpoints" / "last.ckpt")
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
-    ra, rb = (json.loads((r / "result.json").read_text())["metrics"] for r in (uninterrupted, killed))
-    for key in ("val/pr_auc/macro", "val/loss", "val/pr_auc/dapi"):
-        assert rb[key] == pytest.approx(ra[key], abs=1e-6), key
+    assert_same_weights_and_metrics(uninterrupted, killed)
     # every step logged once, with the uninterrupted run's values: the killed session's steps after
     # its checkpoint are purged and logged again
     for tag in ("train/loss_step", "val/loss"):
