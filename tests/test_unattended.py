@@ -96,45 +96,6 @@ def test_resume_keeps_the_runs_config_and_every_record(tiles_path, tmp_path):
 # --- killed training resumes exactly ----------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tiles_path, tmp_path):
-    """SIGKILL a real training process mid-epoch, resume it, and end where an unkilled run ends (to 1e-6)."""
-    args = ["data=hdf5", f"data.path={tiles_path}", *TINY, "data.batch_size=5", "trainer.max_epochs=2",
-            "trainer.deterministic=true", "callbacks.step_checkpoint.every_n_train_steps=2",
-            "model.optimizer.lr=0.01"]  # fmt: skip
-    steps_per_epoch = 11  # 54 training tiles in chunks of 50: 10 batches of 5, and 1 of 4
-    (tmp_path / "a").mkdir()
-    assert run_cli("livedead.train", *args, cwd=tmp_path / "a").returncode == 0
-    straight = only((tmp_path / "a" / "outputs" / "runs").iterdir())
-
-    (tmp_path / "b").mkdir()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=tmp_path / "b",
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if [p for p in (tmp_path / "b").glob("outputs/runs/*/checkpoints/step_*.ckpt") if ".tmp-" not in p.name]:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    proc.wait(60)
-    assert proc.returncode == -signal.SIGKILL, "killed while training"
-    killed = only((tmp_path / "b" / "outputs" / "runs").iterdir())
-    saved = [p for p in killed.glob("checkpoints/*.ckpt") if ".tmp-" not in p.name]  # not a save the kill cut off
-    step = max(torch.load(p, weights_only=True)["global_step"] for p in saved)
-    assert step % steps_per_epoch, f"the kill landed mid-epoch (step {step})"
-    assert not (killed / "result.json").exists()
-
-    resumed = run_cli("livedead.train", f"resume={killed}", cwd=tmp_path / "b")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert_same_weights_and_metrics(straight, killed)
-    # one TensorBoard run, every training step once: what the killed session logged after its
-    # checkpoint is purged, and the resumed session logs it again
-    events = EventAccumulator(str(killed), size_guidance={"scalars": 0})
-    events.Reload()
-    logged = [e.step for e in events.Scalars("train/loss_step")]
-    assert logged == list(range(2 * steps_per_epoch)), logged
-
-
 EXACT = ["data.batch_size=5", "trainer.max_epochs=2", "trainer.deterministic=true", "++trainer.limit_train_batches=6",
          "model.optimizer.lr=0.01"]  # fmt: skip
 """Two epochs of 6 of the 11 batches: an epoch that stops short, as in the reported run (limit_train_batches)."""
@@ -236,7 +197,8 @@ def test_a_killed_sweep_resumes(tiles_path, tmp_path, launcher):
     """Kill a real sweep while its second job trains; rerun it with resume_sweep=: the finished job is kept,
     the cut-off one resumed from its checkpoint, the unstarted one run, and the summary rewritten."""
     sweep = ["data=hdf5", f"data.path={tiles_path}", *TINY, "data.batch_size=5", "trainer.max_epochs=2",
-             "callbacks.step_checkpoint.every_n_train_steps=3", "seed=1,2,3", f"hydra/launcher={launcher}"]  # fmt: skip
+             "++trainer.limit_train_batches=4", "++trainer.limit_val_batches=1",
+             "callbacks.step_checkpoint.every_n_train_steps=2", "seed=1,2,3", f"hydra/launcher={launcher}"]  # fmt: skip
     if launcher == "joblib":
         sweep.append("hydra.launcher.n_jobs=1")  # one at a time, in a worker process
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *sweep, "-m"], cwd=tmp_path,
@@ -264,7 +226,7 @@ def test_a_killed_sweep_resumes(tiles_path, tmp_path, launcher):
     assert all(",ok," in r for r in rows), rows
     resumed = json.loads((folder / "1_seed=2" / "result.json").read_text())
     assert resumed["best_epoch"] in (0, 1)
-    assert torch.load(folder / "1_seed=2" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 22
+    assert torch.load(folder / "1_seed=2" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
     assert sorted(p.name for p in (folder / "1_seed=2" / ".hydra").iterdir())[0] == "config.yaml"
 
 
@@ -401,7 +363,7 @@ def test_full_disk_while_writing_the_tile_file_leaves_nothing(plate_path, tmp_pa
 @pytest.mark.slow
 def test_full_disk_during_training_names_the_run_and_keeps_its_checkpoints(tiles_path, tmp_path):
     args = ["data=hdf5", f"data.path={tiles_path}", *TINY, "data.batch_size=10", "trainer.max_epochs=50",
-            "callbacks.step_checkpoint.every_n_train_steps=1"]  # fmt: skip
+            "++trainer.limit_train_batches=1", "callbacks.step_checkpoint.every_n_train_steps=1"]  # fmt: skip
     code = f"import sys; sys.argv = ['train.py', *{args!r}]\nfrom livedead.train import cli; cli()"
     proc = limited(code, 150_000, tmp_path)  # the event file outgrows it after some epochs
     assert proc.returncode == 2
