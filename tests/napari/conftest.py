@@ -1,0 +1,19 @@
+"""A real prediction folder (``save=ome-tiff``, one well of the session's plate), shared by the napari tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from livedead.inference.predictor import PredictConfig, run
+
+
+@pytest.fixture(scope="package")
+def predictions(tiny_ckpt: Path, plate_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("napari_predictions")
+    cfg = PredictConfig(ckpt=str(tiny_ckpt), input=str(plate_path), output=str(out), wells=["W01"],
+                        save="ome-tiff", progress=False)  # fmt: skip
+    rows, failures = run(cfg)
+    assert failures == 0 and len(rows) == 3
+    return out

@@ -1,0 +1,74 @@
+"""The plugin in napari, headless: the reader, the widget and the sample through the plugin's manifest.
+
+One viewer does it all, since a viewer costs seconds. It is napari's viewer model with the widget's
+real Qt widget (pytest-qt, offscreen): a full ``napari.Viewer`` draws with OpenGL, which an
+offscreen Qt does not have, so the test that docks the widget in one (napari's ``make_napari_viewer``)
+runs where OpenGL is, and is skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import npe2
+import numpy as np
+import pytest
+from napari.components import ViewerModel
+
+from livedead.inference.evaluation import read_counts
+from livedead.napari.sample import SPEC
+from livedead.napari.widget import PredictWidget
+from livedead.plates.sources import open_plate
+
+
+@pytest.fixture(scope="module")
+def manifest() -> npe2.PluginManifest:
+    """livedead's manifest, as napari finds it: through the package's ``napari.manifest`` entry point."""
+    manager = npe2.PluginManager.instance()
+    manager.discover()
+    return manager.get_manifest("livedead")
+
+
+def test_the_plugin_opens_predicts_counts_and_recounts_as_predict_does(
+    qtbot, manifest, predictions, plate_path, tiny_ckpt
+):
+    viewer = ViewerModel()
+    viewer.open(str(predictions), plugin="livedead")  # the reader
+    assert [(layer.name, type(layer).__name__) for layer in viewer.layers] == [
+        ("W01 overlay", "Image"), ("W01 classes", "Labels"), ("W01 nuclei", "Labels"), ("W01 counts", "Points")
+    ]  # fmt: skip
+    rows = read_counts(predictions)
+    assert viewer.layers["W01 counts"].features["live"].tolist() == [r["live"] for r in rows]
+    # the widget, on the image predict read first (W01, time point 0)
+    widget = manifest.contributions.widgets[0].get_callable()(viewer)
+    assert isinstance(widget, PredictWidget)
+    qtbot.addWidget(widget)
+    _, images = open_plate(plate_path)
+    viewer.add_image(next(images).channels["brightfield"], name="W01 t0")
+    widget.layer_box.setCurrentText("W01 t0")
+    widget.model_path.setText(str(tiny_ckpt))
+    with qtbot.waitSignal(widget.done, timeout=120_000) as finished:
+        widget.predict()
+        widget.cancel()  # before the first batch of windows is through
+    assert finished.args == ["cancelled"] and "W01 t0 live" not in viewer.layers
+    with qtbot.waitSignal(widget.done, timeout=120_000):
+        widget.predict()
+    shown = widget.counts()
+    assert [(int(r["live"]), int(r["dead"])) for r in shown] == [(rows[0]["live"], rows[0]["dead"])]
+    assert widget.progress.value() == widget.progress.maximum() > 0
+    live, dead = viewer.layers["W01 t0 live"], viewer.layers["W01 t0 dead"]
+    classes = np.asarray(viewer.layers["W01 classes"].data[0])
+    np.testing.assert_array_equal(live.data > 0, classes == 1)  # the pixels predict counted as live
+    np.testing.assert_array_equal(dead.data > 0, classes == 2)
+    # a correction: erase one live nucleus and make another dead, then count again
+    first, second = np.unique(live.data[live.data > 0])[:2]
+    dead.data[live.data == second] = second
+    live.data[np.isin(live.data, (first, second))] = 0
+    widget.recount()
+    row = widget.counts()[0]
+    assert (int(row["live"]), int(row["dead"])) == (rows[0]["live"] - 2, rows[0]["dead"] + 1)
+    widget.model_path.setText(str(predictions / "missing.ckpt"))  # a bad model is one line in the widget
+    with qtbot.waitSignal(widget.done, timeout=60_000) as failed:
+        widget.predict()
+    assert failed.args[0].startswith("failed: ") and "missing.ckpt" in failed.args[0]
+    assert "\n" not in failed.args[0] and len(widget.counts()) == 1
+    viewer.open_sample("livedead", "synthetic_plate")  # the sample
+    assert viewer.layers["synthetic brightfield"].data.shape == (SPEC.wells, SPEC.timepoints, SPEC.height, SPEC.width)
