@@ -332,7 +332,7 @@ def view_tile_file(path: Path, images_key: str = "images", labels_key: str = "la
         raise LivedeadError(
             f"{path}: expected images (N, 1, H, W) and labels (N, H, W), found {images.shape} and {labels.shape}"
         )
-    origin = f["origin"] if "origin" in f else None
+    origin = f.get("origin", None)
     return TileView(f, images, labels, origin, _tile_attrs(f))
 
 

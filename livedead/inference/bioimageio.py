@@ -8,9 +8,9 @@ three class probabilities, a softmax over the network's logits), the weights twi
 which needs no Python code, and the state dict with the network's class and arguments), a test
 input and the output it must give, a cover image, a README, and the checkpoint's record
 (:class:`~livedead.model.checkpoint.CheckpointRecord`: counting threshold, pixel size) under
-``config.livedead``, from which :func:`load_package` rebuilds the model as livedead counts with it. The description is built with
-``bioimageio.spec`` itself, which validates it; ``pip install "livedead[bioimageio]"`` brings it
-(and ``bioimageio.core``, whose ``bioimageio test <folder>`` runs the package).
+``config.livedead``, from which :func:`load_package` rebuilds the model as livedead counts with it.
+The description is built with ``bioimageio.spec`` itself, which validates it; ``pip install
+"livedead[bioimageio]"`` brings it (and ``bioimageio.core``, whose ``bioimageio test <folder>`` runs the package).
 
 The command line is :mod:`livedead.export`.
 """
@@ -259,9 +259,8 @@ def load_package(folder: str | Path, device: str | torch.device = "cpu", tile: i
         raise LivedeadError(f"{rdf}: expected a bioimage.io package (its rdf.yaml), found none")
     descr = load_model_description(rdf, perform_io_checks=False)
     if not hasattr(descr, "weights"):  # an InvalidDescr: the validation's first error
-        raise LivedeadError(
-            f"{rdf}: expected a valid bioimage.io model, found {descr.validation_summary.format().strip().splitlines()[0]}"
-        )
+        first = descr.validation_summary.format().strip().splitlines()[0]
+        raise LivedeadError(f"{rdf}: expected a valid bioimage.io model, found {first}")
     record = CheckpointRecord.of({RECORD_KEY: (descr.config.model_extra or {}).get(RECORD_KEY)})
     state = descr.weights.pytorch_state_dict
     if record is None or record.normalization is None or state is None:

@@ -186,7 +186,7 @@ class PredictWidget(QWidget):
             return self._finish("cancelled")
         live, dead = prediction.split_live_dead(found)
         for label, plane, colour in ((f"{name} live", live, GREEN), (f"{name} dead", dead, RED)):
-            target = self.viewer.layers[label] if label in self.viewer.layers else None
+            target = next((layer for layer in self.viewer.layers if layer.name == label), None)
             if not isinstance(target, Labels) or target.data.shape != shape:
                 if target is not None:
                     self.viewer.layers.remove(target)

@@ -15,5 +15,6 @@ def predictions(tiny_ckpt: Path, plate_path: Path, tmp_path_factory: pytest.Temp
     cfg = PredictConfig(ckpt=str(tiny_ckpt), input=str(plate_path), output=str(out), wells=["W01"],
                         save="ome-tiff", progress=False)  # fmt: skip
     rows, failures = run(cfg)
-    assert failures == 0 and len(rows) == 3
+    assert failures == 0
+    assert len(rows) == 3
     return out

@@ -17,13 +17,15 @@ def test_a_prediction_folder_opens_as_its_image_class_map_instances_and_counts(p
         ("W01 overlay", "image"), ("W01 classes", "labels"), ("W01 nuclei", "labels"), ("W01 counts", "points")
     ]  # fmt: skip
     overlay, classes, nuclei, counts = (np.asarray(d) for d, _, _ in layers)
-    assert overlay.shape == (3, 256, 320, 3) and classes.shape == nuclei.shape == (3, 256, 320)
+    assert overlay.shape == (3, 256, 320, 3)
+    assert classes.shape == nuclei.shape == (3, 256, 320)
     written, _ = read_image(predictions / "W01_t002_nuclei.ome.tif")
     np.testing.assert_array_equal(classes[2], written[0])  # the lazy stack reads each time point's own file
     np.testing.assert_array_equal(nuclei[2], written[1])
     rows = read_counts(predictions)
     features = layers[3][1]["features"]
-    assert features["live"] == [r["live"] for r in rows] and features["dead"] == [r["dead"] for r in rows]
+    assert features["live"] == [r["live"] for r in rows]
+    assert features["dead"] == [r["dead"] for r in rows]
     for t, row in enumerate(rows):  # what the class map holds is what was counted
         assert len(np.unique(nuclei[t][classes[t] == 1])) == row["live"]
         assert len(np.unique(nuclei[t][classes[t] == 2])) == row["dead"]
@@ -31,8 +33,10 @@ def test_a_prediction_folder_opens_as_its_image_class_map_instances_and_counts(p
 
 
 def test_a_tile_file_opens_as_tiles_and_their_classes(tiles_path):
-    (images, image_kw, _), (labels, label_kw, kind) = get_reader(str(tiles_path))(str(tiles_path))
-    assert kind == "labels" and images.shape == labels.shape and images.shape[1:] == (160, 160)
+    (images, image_kw, _), (labels, _label_kw, kind) = get_reader(str(tiles_path))(str(tiles_path))
+    assert kind == "labels"
+    assert images.shape == labels.shape
+    assert images.shape[1:] == (160, 160)
     assert image_kw["metadata"]["n_train"] + 0 < images.shape[0]  # validation tiles follow the training ones
     assert set(np.unique(np.asarray(labels[:50]))) <= {0, 1, 2}
 

@@ -13,6 +13,9 @@ import numpy as np
 import pytest
 from napari.components import ViewerModel
 
+from qtpy.QtGui import QOpenGLContext
+from qtpy.QtWidgets import QApplication
+
 from livedead.inference.evaluation import read_counts
 from livedead.napari.sample import SPEC
 from livedead.napari.widget import PredictWidget
@@ -27,6 +30,7 @@ def manifest() -> npe2.PluginManifest:
     return manager.get_manifest("livedead")
 
 
+@pytest.mark.slow
 def test_the_plugin_opens_predicts_counts_and_recounts_as_predict_does(
     qtbot, manifest, predictions, plate_path, tiny_ckpt
 ):
@@ -48,7 +52,8 @@ def test_the_plugin_opens_predicts_counts_and_recounts_as_predict_does(
     with qtbot.waitSignal(widget.done, timeout=120_000) as finished:
         widget.predict()
         widget.cancel()  # before the first batch of windows is through
-    assert finished.args == ["cancelled"] and "W01 t0 live" not in viewer.layers
+    assert finished.args == ["cancelled"]
+    assert "W01 t0 live" not in viewer.layers
     with qtbot.waitSignal(widget.done, timeout=120_000):
         widget.predict()
     shown = widget.counts()
@@ -68,7 +73,29 @@ def test_the_plugin_opens_predicts_counts_and_recounts_as_predict_does(
     widget.model_path.setText(str(predictions / "missing.ckpt"))  # a bad model is one line in the widget
     with qtbot.waitSignal(widget.done, timeout=60_000) as failed:
         widget.predict()
-    assert failed.args[0].startswith("failed: ") and "missing.ckpt" in failed.args[0]
-    assert "\n" not in failed.args[0] and len(widget.counts()) == 1
+    assert failed.args[0].startswith("failed: ")
+    assert "missing.ckpt" in failed.args[0]
+    assert "\n" not in failed.args[0]
+    assert len(widget.counts()) == 1
     viewer.open_sample("livedead", "synthetic_plate")  # the sample
     assert viewer.layers["synthetic brightfield"].data.shape == (SPEC.wells, SPEC.timepoints, SPEC.height, SPEC.width)
+
+
+@pytest.mark.slow
+def test_the_widget_docks_in_a_napari_window_and_the_layers_draw(make_napari_viewer, predictions):
+    """A full viewer, as a user has it. It draws with OpenGL, which offscreen Qt lacks: it runs under a
+    display or Xvfb (``QT_QPA_PLATFORM=xcb xvfb-run -a python -m pytest tests/napari``), else it is skipped."""
+    viewer = make_napari_viewer(show=True)  # a canvas draws only when shown
+    if QApplication.platformName() == "offscreen" or not QOpenGLContext().create():
+        pytest.skip("no OpenGL under offscreen Qt: napari's canvas cannot draw (run under a display or Xvfb)")
+    viewer.open(str(predictions), plugin="livedead")
+    _, widget = viewer.window.add_plugin_dock_widget("livedead", "Predict and count")
+    assert isinstance(widget, PredictWidget)
+    assert widget.layer_box.count() == 0  # the overlay is RGB: not an image the model can read
+    viewer.layers["W01 overlay"].visible = False
+    viewer.dims.set_current_step(0, 0)  # time point 0, where the tiny model finds nuclei
+    viewer.reset_view()
+    canvas = viewer.screenshot(canvas_only=True, flash=False)
+    red, green = canvas[..., 0].astype(int), canvas[..., 1].astype(int)
+    green = green > 2 * red + 40  # the class map's live nuclei, drawn (green at the layer's opacity, on black)
+    assert green.any() == bool((np.asarray(viewer.layers["W01 classes"].data[0]) == 1).any())
