@@ -36,7 +36,7 @@ ALLOWED = {
 FORBIDDEN = {"inference": {"livedead.model.module", "livedead.model.callbacks", "livedead.data.datamodule"}}
 HEAVY = ("lightning", "hydra", "torchmetrics", "matplotlib", "omegaconf")
 GUI = ("napari", "qtpy", "PySide6", "PyQt5", "PyQt6", "magicgui", "superqt", "vispy")
-"""The viewer's stack, an extra (``livedead[napari]``): only the plugin's folder imports it, and nothing imports that."""
+"""The viewer's stack, an extra (``livedead[napari]``): only the plugin's folder imports it, nothing imports that."""
 NO_TORCH = ("plates", "nuclei")
 """Folders of image work alone: numpy, scipy, scikit-image, h5py and tifffile, no torch."""
 
@@ -128,7 +128,7 @@ def test_plates_and_nuclei_load_no_torch():
 
 @pytest.mark.slow
 def test_importing_inference_loads_no_training_stack():
-    """A trained model deploys with torch and numpy: no Lightning, Hydra, torchmetrics or matplotlib, nor napari or Qt."""
+    """A trained model deploys with torch and numpy: no Lightning, Hydra, torchmetrics, matplotlib, napari or Qt."""
     code = (
         "import sys, time, torch\n"
         "start = time.perf_counter()\n"

@@ -12,7 +12,6 @@ import npe2
 import numpy as np
 import pytest
 from napari.components import ViewerModel
-
 from qtpy.QtGui import QOpenGLContext
 from qtpy.QtWidgets import QApplication
 
