@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QProgressBar,
@@ -68,6 +69,9 @@ class PredictWidget(QWidget):
         self.status.setWordWrap(True)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setVisible(False)
+        self.setMinimumWidth(460)
         self.cancel_button.setEnabled(False)
         grid = QGridLayout(self)
         grid.addWidget(QLabel("model"), 0, 0)
