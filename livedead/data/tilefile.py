@@ -311,8 +311,6 @@ class TileView:
     """(N, 1, T, T) raw pixels."""
     labels: h5py.Dataset
     """(N, T, T) classes."""
-    origin: h5py.Dataset | None
-    """(N, 4) well, time point, y, x of each tile, where the file has them."""
     attrs: TileAttrs | None
 
 
@@ -332,8 +330,7 @@ def view_tile_file(path: Path, images_key: str = "images", labels_key: str = "la
         raise LivedeadError(
             f"{path}: expected images (N, 1, H, W) and labels (N, H, W), found {images.shape} and {labels.shape}"
         )
-    origin = f.get("origin", None)
-    return TileView(f, images, labels, origin, _tile_attrs(f))
+    return TileView(f, images, labels, _tile_attrs(f))
 
 
 class FileCache:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pytest
 
@@ -48,3 +49,9 @@ def test_other_paths_are_left_to_other_readers_and_a_broken_folder_is_one_line(t
     (tmp_path / "counts.csv").write_text("well,time,live,dead\nW01,0,3,1\n")
     with pytest.raises(LivedeadError, match="W01_t000, found neither"):
         read_prediction_folder(tmp_path)
+    with h5py.File(tmp_path / "other.h5", "w") as f:  # an HDF5 file that is not a tile file
+        f["images"] = np.zeros((2, 1, 8, 8), np.uint8)
+    with pytest.raises(
+        LivedeadError, match=r"other.h5: expected a tile file with /images and /labels, found \['images'\]"
+    ):
+        get_reader(str(tmp_path / "other.h5"))(str(tmp_path / "other.h5"))
