@@ -16,6 +16,7 @@ from qtpy.QtGui import QOpenGLContext
 from qtpy.QtWidgets import QApplication
 
 from livedead.inference.evaluation import read_counts
+from livedead.napari import prediction
 from livedead.napari.sample import SPEC
 from livedead.napari.widget import PredictWidget
 from livedead.plates.sources import open_plate
@@ -76,8 +77,25 @@ def test_the_plugin_opens_predicts_counts_and_recounts_as_predict_does(
     assert "missing.ckpt" in failed.args[0]
     assert "\n" not in failed.args[0]
     assert len(widget.counts()) == 1
-    viewer.open_sample("livedead", "synthetic_plate")  # the sample
-    assert viewer.layers["synthetic brightfield"].data.shape == (SPEC.wells, SPEC.timepoints, SPEC.height, SPEC.width)
+    viewer.open_sample("livedead", "synthetic_plate")  # the sample, a (well, time, y, x) stack
+    stack = viewer.layers["synthetic brightfield"]
+    assert stack.data.shape == (SPEC.wells, SPEC.timepoints, SPEC.height, SPEC.width)
+    widget.model_path.setText(str(tiny_ckpt))
+    widget.layer_box.setCurrentText("synthetic brightfield")
+    for well, t in ((1, 2), (0, 0)):  # the plane on screen is predicted; each plane has its row
+        viewer.dims.current_step = (well, t, 0, 0)
+        with qtbot.waitSignal(widget.done, timeout=120_000):
+            widget.predict()
+    live = viewer.layers["synthetic brightfield live"]
+    assert live.data.shape == stack.data.shape
+    assert not live.data[0, 1:].any()
+    assert not live.data[1, :2].any()
+    model, device = prediction.load(str(tiny_ckpt), "cpu")
+    expected = prediction.predict_plane(model, device, stack.data[1, 2]).counts()
+    assert widget.counts()[-2:][0]["plane"] == "1,2"
+    assert int(widget.counts()[-2]["live"]) == expected["live"]
+    assert int(widget.counts()[-2]["dead"]) == expected["dead"]
+    assert widget.counts()[-1]["plane"] == "0,0"
 
 
 @pytest.mark.slow
