@@ -1,10 +1,14 @@
-"""A real prediction folder (``save=ome-tiff``, one well of the session's plate), shared by the napari tests."""
+"""The napari tests' fixtures: napari's own viewer fixture (its pytest plugin is off for the rest of the
+suite, see pyproject.toml) and a real prediction folder (``save=ome-tiff``, one well of the session's plate)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+# make_napari_viewer, the fixture it needs, and the hook that tells it whether a test failed
+from napari.utils._testsupport import make_napari_viewer, mock_app_model, pytest_runtest_makereport  # noqa: F401
 
 from livedead.inference.predictor import PredictConfig, run
 
