@@ -4,27 +4,29 @@ One viewer does it all, since a viewer costs seconds. It is napari's viewer mode
 real Qt widget (pytest-qt, offscreen): a full ``napari.Viewer`` draws with OpenGL, which an
 offscreen Qt does not have, so the test that docks the widget in one (napari's ``make_napari_viewer``)
 runs where OpenGL is, and is skipped elsewhere.
+
+napari, npe2 and Qt are imported in the tests, not at the top: the quick loop (``-m "not slow"``)
+collects this file without paying for them.
 """
 
 from __future__ import annotations
 
-import npe2
+from typing import Any
+
 import numpy as np
 import pytest
-from napari.components import ViewerModel
-from qtpy.QtGui import QOpenGLContext
-from qtpy.QtWidgets import QApplication
 
 from livedead.inference.evaluation import read_counts
 from livedead.napari import prediction
 from livedead.napari.sample import SPEC
-from livedead.napari.widget import PredictWidget
 from livedead.plates.sources import open_plate
 
 
 @pytest.fixture(scope="module")
-def manifest() -> npe2.PluginManifest:
+def manifest() -> Any:
     """livedead's manifest, as napari finds it: through the package's ``napari.manifest`` entry point."""
+    import npe2
+
     manager = npe2.PluginManager.instance()
     manager.discover()
     return manager.get_manifest("livedead")
@@ -34,6 +36,10 @@ def manifest() -> npe2.PluginManifest:
 def test_the_plugin_opens_predicts_counts_and_recounts_as_predict_does(
     qtbot, manifest, predictions, plate_path, tiny_ckpt
 ):
+    from napari.components import ViewerModel
+
+    from livedead.napari.widget import PredictWidget
+
     viewer = ViewerModel()
     viewer.open(str(predictions), plugin="livedead")  # the reader
     assert [(layer.name, type(layer).__name__) for layer in viewer.layers] == [
@@ -102,6 +108,11 @@ def test_the_plugin_opens_predicts_counts_and_recounts_as_predict_does(
 def test_the_widget_docks_in_a_napari_window_and_the_layers_draw(make_napari_viewer, predictions):
     """A full viewer, as a user has it. It draws with OpenGL, which offscreen Qt lacks: it runs under a
     display or Xvfb (``QT_QPA_PLATFORM=xcb xvfb-run -a python -m pytest tests/napari``), else it is skipped."""
+    from qtpy.QtGui import QOpenGLContext
+    from qtpy.QtWidgets import QApplication
+
+    from livedead.napari.widget import PredictWidget
+
     viewer = make_napari_viewer(show=True)  # a canvas draws only when shown
     if QApplication.platformName() == "offscreen" or not QOpenGLContext().create():
         pytest.skip("no OpenGL under offscreen Qt: napari's canvas cannot draw (run under a display or Xvfb)")
