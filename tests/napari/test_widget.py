@@ -105,17 +105,16 @@ def test_the_plugin_opens_predicts_counts_and_recounts_as_predict_does(
 
 
 @pytest.mark.slow
-def test_the_widget_docks_in_a_napari_window_and_the_layers_draw(make_napari_viewer, predictions):
+def test_the_widget_docks_in_a_napari_window_and_the_layers_draw(qapp, make_napari_viewer, predictions):
     """A full viewer, as a user has it. It draws with OpenGL, which offscreen Qt lacks: it runs under a
     display or Xvfb (``QT_QPA_PLATFORM=xcb xvfb-run -a python -m pytest tests/napari``), else it is skipped."""
     from qtpy.QtGui import QOpenGLContext
-    from qtpy.QtWidgets import QApplication
 
     from livedead.napari.widget import PredictWidget
 
-    viewer = make_napari_viewer(show=True)  # a canvas draws only when shown
-    if QApplication.platformName() == "offscreen" or not QOpenGLContext().create():
+    if qapp.platformName() == "offscreen" or not QOpenGLContext().create():  # before a viewer is made
         pytest.skip("no OpenGL under offscreen Qt: napari's canvas cannot draw (run under a display or Xvfb)")
+    viewer = make_napari_viewer(show=True)  # a canvas draws only when shown
     viewer.open(str(predictions), plugin="livedead")
     _, widget = viewer.window.add_plugin_dock_widget("livedead", "Predict and count")
     assert isinstance(widget, PredictWidget)
