@@ -29,11 +29,14 @@ ALLOWED = {
     "viz": {"viz"},
     "assays": {"assays", "plates", "nuclei", "viz"},
     "config": {"config", "plates", "nuclei", "data", "model", "inference", "viz"},
+    "napari": {"napari", "inference", "plates", "nuclei", "data", "viz"},
 }
 # Modules of those folders that a folder may not import even so: inference takes the network and
 # the checkpoint of the model, never the Lightning module or the datamodule.
 FORBIDDEN = {"inference": {"livedead.model.module", "livedead.model.callbacks", "livedead.data.datamodule"}}
 HEAVY = ("lightning", "hydra", "torchmetrics", "matplotlib", "omegaconf")
+GUI = ("napari", "qtpy", "PySide6", "PyQt5", "PyQt6", "magicgui", "superqt", "vispy")
+"""The viewer's stack, an extra (``livedead[napari]``): only the plugin's folder imports it, nothing imports that."""
 NO_TORCH = ("plates", "nuclei")
 """Folders of image work alone: numpy, scipy, scikit-image, h5py and tifffile, no torch."""
 
@@ -75,6 +78,10 @@ def test_dependencies_run_one_way():
             target = name.split(".")
             if len(target) >= 2 and target[1] in COMMANDS and len(target) == 2:
                 problems.append(f"{module} imports the command {name}")
+        if len(parts) < 3 or parts[1] != "napari":
+            gui = {i for i in imported if i.split(".")[0] in GUI}
+            problems += [f"{module} imports {g} (only livedead.napari may)" for g in sorted(gui)]
+            problems += [f"{module} imports the plugin {n}" for n in sorted(own) if n.startswith("livedead.napari")]
         if len(parts) < 3 or parts[1] not in ALLOWED:
             continue
         folder = parts[1]
@@ -89,7 +96,7 @@ def test_dependencies_run_one_way():
             problems += [f"{module} ({folder}) imports {h}" for h in sorted(heavy)]
         if folder == "assays":  # the assay works on saved counts and maps: no network
             problems += [f"{module} (assays) imports {i}" for i in sorted(imported) if i.split(".")[0] == "torch"]
-        if folder in ("plates", "nuclei", "data", "inference", "viz", "assays"):
+        if folder in ("plates", "nuclei", "data", "inference", "viz", "assays", "napari"):
             heavy = {i for i in imported if i.split(".")[0] in ("hydra", "omegaconf")}
             problems += [f"{module} ({folder}) imports {h}" for h in sorted(heavy)]
         if folder == "inference":
@@ -121,14 +128,14 @@ def test_plates_and_nuclei_load_no_torch():
 
 @pytest.mark.slow
 def test_importing_inference_loads_no_training_stack():
-    """A trained model deploys with torch and numpy: no Lightning, Hydra, torchmetrics or matplotlib."""
+    """A trained model deploys with torch and numpy: no Lightning, Hydra, torchmetrics, matplotlib, napari or Qt."""
     code = (
         "import sys, time, torch\n"
         "start = time.perf_counter()\n"
         "import livedead.inference, livedead.inference.sliding_window, livedead.nuclei.counting\n"
         "import livedead.inference.predictor\n"
         "print(time.perf_counter() - start)\n"
-        f"print(','.join(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
+        f"print(','.join(m for m in sys.modules if m.split('.')[0] in {(*HEAVY, *GUI)!r}))\n"
         "print(','.join(m for m in ('livedead.model.module', 'livedead.data.datamodule') if m in sys.modules))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -302,6 +302,37 @@ def open_tile_file(path: Path) -> h5py.File:
         raise LivedeadError(f"{path}: expected a readable HDF5 tile file, found {err}") from None
 
 
+@dataclass
+class TileView:
+    """A tile file's tiles for viewing (napari): its datasets, read lazily from the open file, and its attributes."""
+
+    file: h5py.File
+    images: h5py.Dataset
+    """(N, 1, T, T) raw pixels."""
+    labels: h5py.Dataset
+    """(N, T, T) classes."""
+    attrs: TileAttrs | None
+
+
+def view_tile_file(path: Path, images_key: str = "images", labels_key: str = "labels") -> TileView:
+    """A tile file opened read-only for a viewer, which reads the tiles it shows; one line if it is not one.
+
+    The file stays open as long as the view (h5py closes it with its last reference)."""
+    f = open_tile_file(path)
+    missing = [k for k in (images_key, labels_key) if k not in f]
+    if missing:
+        found = sorted(f.keys())
+        f.close()
+        raise LivedeadError(f"{path}: expected a tile file with /{images_key} and /{labels_key}, found {found}")
+    images, labels = f[images_key], f[labels_key]
+    if images.ndim != 4 or images.shape[1] != 1 or labels.shape != (images.shape[0], *images.shape[2:]):
+        f.close()
+        raise LivedeadError(
+            f"{path}: expected images (N, 1, H, W) and labels (N, H, W), found {images.shape} and {labels.shape}"
+        )
+    return TileView(f, images, labels, _tile_attrs(f))
+
+
 class FileCache:
     """Derived data kept beside a tile file (``<file>.livedead-cache.npz``), keyed to its size and mtime.
 

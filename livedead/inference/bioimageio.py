@@ -6,9 +6,11 @@ the training normalisation as the declared preprocessing (``fixed_zero_mean_unit
 the training split's mean and std, or ``scale_range`` for per-tile percentiles), the output (the
 three class probabilities, a softmax over the network's logits), the weights twice (TorchScript,
 which needs no Python code, and the state dict with the network's class and arguments), a test
-input and the output it must give, a cover image and a README. The description is built with
-``bioimageio.spec`` itself, which validates it; ``pip install "livedead[bioimageio]"`` brings it
-(and ``bioimageio.core``, whose ``bioimageio test <folder>`` runs the package).
+input and the output it must give, a cover image, a README, and the checkpoint's record
+(:class:`~livedead.model.checkpoint.CheckpointRecord`: counting threshold, pixel size) under
+``config.livedead``, from which :func:`load_package` rebuilds the model as livedead counts with it.
+The description is built with ``bioimageio.spec`` itself, which validates it; ``pip install
+"livedead[bioimageio]"`` brings it (and ``bioimageio.core``, whose ``bioimageio test <folder>`` runs the package).
 
 The command line is :mod:`livedead.export`.
 """
@@ -19,7 +21,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from livedead.data.transforms import Normalization
 from livedead.errors import LivedeadError, one_line
 from livedead.files import atomic_path, check_output
 from livedead.inference.sliding_window import LoadedModel, load_model
-from livedead.model.checkpoint import LEGACY_NET
+from livedead.model.checkpoint import LEGACY_NET, RECORD_KEY, CheckpointRecord, build_net, read_checkpoint
 
 
 @dataclass
@@ -68,6 +71,7 @@ def export_bioimageio(ckpt: str | Path, output: str | Path, cfg: ExportConfig) -
             "found other files"
         )
     model = load_model(ckpt, "cpu")
+    record = CheckpointRecord.of(read_checkpoint(ckpt, "ckpt"))
     model.net.to(memory_format=torch.contiguous_format)
     raw = _test_input(cfg, model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +95,7 @@ def export_bioimageio(ckpt: str | Path, output: str | Path, cfg: ExportConfig) -
         )
         (work / "README.md").write_text(_readme(cfg, model, ckpt))
         try:
-            descr = _describe(spec, cfg, model, work)
+            descr = _describe(spec, cfg, model, work, record)
         except ValueError as err:  # pydantic's ValidationError: the spec refuses a field
             raise LivedeadError(f"{ckpt}: the bioimage.io description does not validate: {one_line(err)}") from None
         final = output.with_name(f"{output.name}.tmp-export-{os.getpid()}")  # two exports never share it
@@ -104,7 +108,7 @@ def export_bioimageio(ckpt: str | Path, output: str | Path, cfg: ExportConfig) -
     return output / "rdf.yaml"
 
 
-def _describe(spec: Any, cfg: ExportConfig, model: LoadedModel, work: Path) -> Any:
+def _describe(spec: Any, cfg: ExportConfig, model: LoadedModel, work: Path, record: CheckpointRecord | None) -> Any:
     norm = model.normalization
     if norm.mode == "dataset":
         kwargs = spec.FixedZeroMeanUnitVarianceKwargs(mean=norm.mean, std=norm.std)
@@ -174,6 +178,7 @@ def _describe(spec: Any, cfg: ExportConfig, model: LoadedModel, work: Path) -> A
         inputs=[inputs],
         outputs=[outputs],
         weights=weights,
+        config=spec.Config(**({RECORD_KEY: asdict(record)} if record is not None else {})),
     )
 
 
@@ -238,3 +243,35 @@ TensorBoard logs (`val/pr_auc/dapi`, `val/pr_auc/cy5`). To validate it on your o
 a few wells with Hoechst and Draq7 and compare `livedead.predict`'s counts with the stain-derived
 counts it reports beside them.
 """
+
+
+def load_package(folder: str | Path, device: str | torch.device = "cpu", tile: int = 160) -> LoadedModel:
+    """The model of a package that :func:`export_bioimageio` wrote (its folder or ``rdf.yaml``), ready to
+    predict and count as from the checkpoint: its state-dict weights and the record it carries."""
+    rdf = Path(folder) / "rdf.yaml" if Path(folder).is_dir() else Path(folder)
+    try:
+        from bioimageio.spec import load_model_description
+    except ImportError:
+        raise LivedeadError(
+            'reading a bioimage.io package needs bioimageio.spec: pip install "livedead[bioimageio]"'
+        ) from None
+    if not rdf.is_file():
+        raise LivedeadError(f"{rdf}: expected a bioimage.io package (its rdf.yaml), found none")
+    descr = load_model_description(rdf, perform_io_checks=False)
+    if not hasattr(descr, "weights"):  # an InvalidDescr: the validation's first error
+        first = descr.validation_summary.format().strip().splitlines()[0]
+        raise LivedeadError(f"{rdf}: expected a valid bioimage.io model, found {first}")
+    record = CheckpointRecord.of({RECORD_KEY: (descr.config.model_extra or {}).get(RECORD_KEY)})
+    state = descr.weights.pytorch_state_dict
+    if record is None or record.normalization is None or state is None:
+        raise LivedeadError(
+            f"{rdf}: expected a package exported by livedead.export (with its config.livedead record and "
+            "state-dict weights), found none: export the checkpoint again"
+        )
+    net = build_net(record.net, rdf)
+    net.load_state_dict(torch.load(rdf.parent / str(state.source), map_location="cpu", weights_only=True))
+    net.eval().to(device, memory_format=torch.channels_last)
+    return LoadedModel(
+        net, record.class_names, Normalization.from_dict(record.normalization), tile,
+        int(getattr(net, "size_divisor", 1)), record.foreground_threshold, record.net, record.pixel_size_um,
+    )  # fmt: skip

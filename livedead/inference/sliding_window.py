@@ -18,6 +18,7 @@ Optional flip test-time augmentation averages the identity, horizontal, vertical
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,11 @@ def predict_image(
     batch_size: int = 16,
     tta: bool = False,
     device: str | torch.device = "cpu",
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Class probabilities (C, H, W) float32 for one raw (H, W) image."""
+    """Class probabilities (C, H, W) float32 for one raw (H, W) image.
+
+    ``on_batch(done, total)`` hears of each batch of windows (a viewer's progress bar; it may raise to stop)."""
     h, w = image.shape
     tile = model.tile
     if h < tile or w < tile:
@@ -150,6 +154,8 @@ def predict_image(
                 b = size if y + size == h else size - keep
                 r = size if x0 + size == w else size - keep
                 out[:, y + t : y + b, x0 + lft : x0 + r] = p[:, t:b, lft:r]
+        if on_batch is not None:
+            on_batch(a + len(group), len(corners))
     if norm is not None:
         out /= norm
     return out
