@@ -320,7 +320,9 @@ def run(
             write_metrics(rows, tiles, detection, out, cfg.count_tile, console)
         write_counts(rows, out)
         if zarr_out is not None and zarr_out.into_input is None and cfg.part is None:
-            finish_plate(zarr_out.path, zarr_out.version, (out / "counts.csv").read_text())
+            done = [w for w in wells if w in whole]
+            if done:  # a plate of the wells none of whose images failed
+                finish_plate(zarr_out.path, done, zarr_out.version, (out / "counts.csv").read_text())
     if zarr_out is not None and set(wells) - whole:
         console.print(f"{zarr_out.path}: wells {sorted(set(wells) - whole)} left out: an image of each failed")
     console.print(

@@ -551,32 +551,29 @@ def unfinish_plate(path: Path) -> None:
         (path / name).unlink(missing_ok=True)
 
 
-def finish_plate(path: Path, version: str | None = None, counts_csv: str | None = None) -> list[str]:
-    """Write a new plate's ``plate`` metadata (rows, columns, wells) over the wells whose ``well``
-    metadata is written, and ``counts.csv`` beside them; returns the wells. What makes a plate whole,
-    written last (by ``predict``, or by ``livedead.merge`` after a multirun's jobs). ``version``
-    None: the wells' (zarr format 3: 0.5, else 0.4)."""
+def finish_plate(path: Path, wells: Sequence[str], version: str | None = None, counts_csv: str | None = None) -> None:
+    """Write a new plate's ``plate`` metadata (rows, columns and ``wells``, each of which must have been
+    written whole: its ``well`` metadata written), and ``counts.csv`` beside them. What makes a plate
+    whole, written last (by ``predict``, or by ``livedead.merge`` after a multirun's jobs); wells an
+    earlier run left in the folder are not listed. ``version`` None: the wells' (zarr 3: 0.5, else 0.4)."""
     from ome_zarr.writer import write_plate_metadata
 
     if version is None:
         version = "0.5" if any(path.glob("*/*/zarr.json")) else "0.4"
     fmt = _format(version)
-    wells = []
-    for row in sorted(p for p in path.iterdir() if p.is_dir()):
-        for col in sorted((p for p in row.iterdir() if p.is_dir()), key=lambda p: (len(p.name), p.name)):
-            if _has_well_metadata(col):
-                wells.append(f"{row.name}/{col.name}")
-    if not wells:
-        raise LivedeadError(f"{path}: expected wells that were written whole, found none")
-    rows = sorted({w.split("/")[0] for w in wells})
-    cols = sorted({w.split("/")[1] for w in wells}, key=lambda c: (len(c), c))
+    paths = ["/".join(well_row_col(w)) for w in wells]
+    missing = [w for w, p in zip(wells, paths, strict=True) if not _has_well_metadata(path / p)]
+    if missing or not wells:
+        found = f"{missing} not" if missing else "no wells"
+        raise LivedeadError(f"{path}: expected the wells {list(wells)} written whole, found {found}")
+    rows = sorted({p.split("/")[0] for p in paths})
+    cols = sorted({p.split("/")[1] for p in paths}, key=lambda c: (len(c), c))
     for row in rows:
         zarr.open_group(path / row, mode="a", zarr_format=fmt.zarr_format)
     if counts_csv is not None:
         (path / "counts.csv").write_text(counts_csv)
     root = zarr.open_group(path, mode="a", zarr_format=fmt.zarr_format)
-    write_plate_metadata(root, rows, cols, wells, fmt=fmt, field_count=1, name=path.name)
-    return [w.replace("/", "") for w in wells]
+    write_plate_metadata(root, rows, cols, paths, fmt=fmt, field_count=1, name=path.name)
 
 
 def _has_well_metadata(group: Path) -> bool:
