@@ -3,10 +3,12 @@
 import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import zarr
 
+from livedead.data.preparation import PrepareConfig, prepare
 from livedead.plates.omezarr import open_zarr_plate, write_hcs
 from livedead.plates.platefile import PLATE_CHANNELS
 from livedead.plates.sources import TiffLayout, open_plate
@@ -30,6 +32,16 @@ def test_a_plate_reads_as_the_plate_file_does(plate_path, tmp_path, version):
     np.testing.assert_array_equal(
         field.plane(2, 0)[10:20, 30:50], h5.reader((1, 2)).channels["brightfield"][10:20, 30:50]
     )
+
+
+@pytest.mark.slow
+def test_prepare_tiles_a_plate_as_it_tiles_the_plate_file(plate_path, tiles_path, tmp_path):
+    source = to_zarr(plate_path, tmp_path / "plate.zarr", "0.5")
+    out = tmp_path / "tiles.h5"
+    prepare(source, out, PrepareConfig(chunk=50, progress=False, tiff=TiffLayout(channel_names=NAMES)))
+    with h5py.File(out) as ours, h5py.File(tiles_path) as theirs:
+        for key in ("images", "labels", "origin", "class_counts"):
+            np.testing.assert_array_equal(ours[key][:], theirs[key][:])
 
 
 def test_a_plate_of_fields_is_stitched_at_their_translations(plate_path, tmp_path):
