@@ -12,6 +12,9 @@ has one library installed (each pulls its own dependencies, so each gets its own
 * ``region_ms``: one 256x256 region of one channel at one time point (lazy access: only its chunk);
 * ``plate``: whether the library knows the HCS layout (plate and well metadata), or only images.
 
+``livedead`` (run in livedead's environment) is the reader livedead uses: ome-zarr-models, which
+ome-zarr-py depends on, for the metadata, and zarr for the pixels.
+
     python -m venv /tmp/v-ome-zarr && /tmp/v-ome-zarr/bin/pip install ome-zarr   # and ngff-zarr, bioio-ome-zarr
     python benchmarks/omezarr_libraries.py make /tmp/plates
     /tmp/v-ome-zarr/bin/python benchmarks/omezarr_libraries.py read /tmp/plates ome-zarr
@@ -77,6 +80,15 @@ def with_bioio(plate: Path) -> tuple[list, bool]:
     return arrays, False
 
 
+def with_livedead(plate: Path) -> tuple[list, bool]:
+    """livedead's reader: ome-zarr-models for the metadata (ome-zarr-py's dependency), zarr for the pixels."""
+    import zarr
+
+    from livedead.plates.omezarr import open_zarr_plate
+
+    return [zarr.open_array(f[0].array, mode="r") for f in open_zarr_plate(plate).fields], True
+
+
 def plain_zarr(plate: Path) -> list:
     import zarr
 
@@ -87,6 +99,7 @@ LIBRARIES: dict[str, Callable[[Path], tuple[list, bool]]] = {
     "ome-zarr": with_ome_zarr,
     "ngff-zarr": with_ngff_zarr,
     "bioio-ome-zarr": with_bioio,
+    "livedead": with_livedead,
 }
 
 
