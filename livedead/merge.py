@@ -1,7 +1,7 @@
 """``python -m livedead.merge output=<folder>``
 
 Joins the parts of a prediction sharded over a Hydra multirun (``python -m livedead.predict ...
-wells=A1,A2 -m hydra/launcher=joblib``): the parts' ``counts.csv`` (``<folder>/parts/<job>``) into
+wells=A1,A2 hydra/launcher=joblib -m``): the parts' ``counts.csv`` (``<folder>/parts/<job>``) into
 ``<folder>/counts.csv`` with its figures, and, where the jobs wrote an OME-Zarr plate
 (``save=ome-zarr``), the plate's metadata over the wells they wrote, with the table beside them.
 Each part's ``metrics.json`` stays in its part.

@@ -3,8 +3,8 @@
 Predicts whole wells and counts live and dead cells over time (:mod:`livedead.inference.predictor`),
 then draws ``counts_over_time.png`` and ``dead_fraction.png``. Every setting and its default is a
 field of :class:`livedead.inference.predictor.PredictConfig` (``conf/predict.yaml``). Exits 1 if an
-image failed (the others finish), 2 on bad input. In a Hydra multirun (``wells=A1,A2 -m
-hydra/launcher=joblib``) each job is a part of the output (``<output>/parts/<job number>``);
+image failed (the others finish), 2 on bad input. In a Hydra multirun (``wells=A1,A2 hydra/launcher=joblib
+-m``, the flag after the overrides) each job is a part of the output (``<output>/parts/<job number>``);
 :mod:`livedead.merge` joins them.
 """
 

@@ -15,7 +15,7 @@ def test_a_multirun_over_wells_merges_into_what_one_process_writes(tiny_ckpt, pl
     one = run_cli("livedead.predict", *common, f"output={tmp_path / 'one'}", "wells=[W01,W03]")
     assert one.returncode == 0, one.stderr[-3000:]
     out = tmp_path / "sharded"
-    jobs = ["wells=W01,W03", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    jobs = ["wells=W01,W03", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "-m"]  # -m after the overrides
     proc = run_subprocess("-m", "livedead.predict", *common, f"output={out}", *jobs)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in (out / "parts").iterdir() if p.is_dir()) == ["0", "1"]

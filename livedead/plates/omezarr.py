@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from livedead import CLASS_NAMES
 from livedead.errors import LivedeadError
 
 NGFF_VERSIONS = ("0.4", "0.5")
@@ -71,6 +72,8 @@ class Field:
     pixel_size_um: float | None
     position_um: tuple[float, float] | None
     """The (y, x) translation of its first pixel, in µm: the field's nominal position in the well."""
+    level_shapes: list[tuple[int, int]] = field(default_factory=list)
+    """(H, W) of each level of its multiscale image, full resolution first."""
 
     @property
     def timepoints(self) -> int:
@@ -248,7 +251,11 @@ def _field(group: Path) -> tuple[Field, float | None]:
     found = shape[names.index("c")] if "c" in names else 1
     if labels is not None and len(labels) != found:
         labels = None  # omero metadata of another image: the channels go by position
-    return Field(array, axes, shape, np.dtype(meta.dtype), labels, size, position), interval
+    levels = []
+    for level in multiscale.datasets:
+        dims = zarr.open_array(group / level.path, mode="r").shape
+        levels.append((int(dims[names.index("y")]), int(dims[names.index("x")])))
+    return Field(array, axes, shape, np.dtype(meta.dtype), labels, size, position, levels), interval
 
 
 def well_row_col(name: str) -> tuple[str, str]:
@@ -317,8 +324,8 @@ class WellWriter:
         y0: int = 0,
         x0: int = 0,
     ) -> None:
-        """Write one time point's region at (``y0``, ``x0``): ``probs`` (C, h, w) (None: no probability
-        image), the class map and the instances (h, w), numbered from 1 in this region, with ``dead``
+        """Write one time point's region at (``y0``, ``x0``): ``probs`` (C, h, w) (a new plate's image;
+        None: none), the class map and the instances (h, w), numbered from 1 in this region, with ``dead``
         saying which are dead. Instances are renumbered through the well's time points, so that every
         nucleus has one ``image-label`` colour. A region's corner must be on the coarsest level's grid."""
         step = 2 ** (len(next(iter(self.images.values())).arrays) - 1)
@@ -328,7 +335,7 @@ class WellWriter:
         numbered = np.where(instances > 0, instances.astype(np.uint32) + offset, 0).astype(np.uint32)
         for i, is_dead in enumerate(np.asarray(dead, bool), start=1):
             self.colours[offset + i] = LABEL_COLOURS[2 if is_dead else 1]
-        if probs is not None:
+        if probs is not None and "image" in self.images:  # labels into an input: its image stays as it is
             self._region(self.images["image"], time, probs.astype(np.float32), y0, x0)
         self._region(self.images["classes"], time, classes[None].astype(np.uint8), y0, x0)
         self._region(self.images["nuclei"], time, numbered[None], y0, x0)
@@ -337,12 +344,12 @@ class WellWriter:
         """(C, h, w) into every level, averaged (probabilities) or subsampled (labels) for the coarser."""
         for level, array in enumerate(image.arrays):
             f = 2**level
-            if level:
-                h, w = data.shape[1] // f * f, data.shape[2] // f * f
-                if image.labels:
-                    part = data[:, :h:f, :w:f]
-                else:
-                    part = data[:, :h, :w].reshape(data.shape[0], h // f, f, w // f, f).mean(axis=(2, 4))
+            if level and image.labels:
+                part = data[:, ::f, ::f]
+            elif level:  # the mean of each f x f block, the image's edge repeated into a partial block
+                h, w = math.ceil(data.shape[1] / f), math.ceil(data.shape[2] / f)
+                padded = np.pad(data, ((0, 0), (0, h * f - data.shape[1]), (0, w * f - data.shape[2])), mode="edge")
+                part = padded.reshape(data.shape[0], h, f, w, f).mean(axis=(2, 4))
             else:
                 part = data
             pick = {"t": time, "c": slice(None), "z": 0}
@@ -377,7 +384,7 @@ class PlateWriter:
     path: Path
     version: str = "0.5"
     into_input: ZarrPlate | None = None
-    classes: Sequence[str] = ("background", "live", "dead")
+    classes: Sequence[str] = tuple(CLASS_NAMES)
     fmt: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -418,14 +425,21 @@ class PlateWriter:
             axes = source.axes
             if source.yx != shape or source.timepoints != timepoints:
                 raise LivedeadError(f"{group_path}: expected an image of {shape} px, found {source.yx}")
+            levels = len(source.level_shapes) - 1  # NGFF: labels have their image's levels
+            halves = [(math.ceil(shape[0] / 2**k), math.ceil(shape[1] / 2**k)) for k in range(levels + 1)]
+            if source.level_shapes != halves:
+                raise LivedeadError(
+                    f"{group_path}: expected a multiscale image halved at each level, found levels of "
+                    f"{source.level_shapes}: labels written into it could not mirror them (zarr_into_input=false)"
+                )
         else:
             row, col = well_row_col(name)
             group_path = self.path / row / col / "0"
             shutil.rmtree(group_path.parent, ignore_errors=True)
             zarr.open_group(group_path.parent, mode="w", zarr_format=self.fmt.zarr_format)
             axes = "tcyx"
+            levels = pyramid_levels(shape)
         writer = WellWriter(self, name, group_path, axes)
-        levels = pyramid_levels(shape)
         if self.into_input is None:
             writer.images["image"] = self._multiscale(
                 group_path, "tcyx", timepoints, len(self.classes), shape, levels, np.float32, pixel_size_um,

@@ -170,7 +170,7 @@ def test_ome_zarr_out_mirrors_the_input_with_the_counted_nuclei_as_labels(tiny_c
     assert [(r["live"], r["dead"]) for r in counts] == [(r["live"], r["dead"]) for r in read_counts(tmp_path / "h5")]
     plate = open_zarr_plate(out / "predictions.ome.zarr")
     assert (plate.version, plate.well_paths, plate.time_interval_h) == ("0.4", ["W/02"], 0.25)  # as the input
-    assert plate.fields[0][0].channel_names == ["P(background)", "P(live)", "P(dead)"]
+    assert plate.fields[0][0].channel_names == ["P(background)", "P(dapi)", "P(cy5)"]
     assert (out / "predictions.ome.zarr" / "counts.csv").read_text() == (out / "counts.csv").read_text()
     written = read_labels(out / "predictions.ome.zarr" / "W" / "02" / "0")
     assert written.probs.shape == (3, 3, 256, 320)
