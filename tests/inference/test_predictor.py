@@ -156,6 +156,7 @@ def test_a_value_of_the_wrong_type_is_one_line(tiny_ckpt, plate_path, tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.slow
 def test_ome_zarr_out_mirrors_the_input_with_the_counted_nuclei_as_labels(tiny_ckpt, plate_path, tmp_path):
     """A plate converted to OME-Zarr counts as its plate file does; the labels written are the nuclei counted."""
     source = to_zarr(plate_path, tmp_path / "plate.zarr", "0.4")
@@ -191,6 +192,7 @@ def test_ome_zarr_out_mirrors_the_input_with_the_counted_nuclei_as_labels(tiny_c
     assert len(label.data) == 3  # multiscale: 256x320, 128x160, 64x80
 
 
+@pytest.mark.slow
 def test_labels_into_an_ome_zarr_input_never_replace_its_data(tiny_ckpt, plate_path, tmp_path):
     source = to_zarr(plate_path, tmp_path / "plate.zarr", "0.5")
     before = open_zarr_plate(source).fields[0][0].read(1)
