@@ -1,4 +1,4 @@
-"""``python -m livedead.stitch input=<folder of fields> output=<plate.h5> rows=9 cols=9 overlap=0.1 order=snake``
+"""``python -m livedead.stitch input=<folder of fields or plate.zarr> output=<plate.h5> rows=9 cols=9 order=snake``
 
 Stitches each well's grid of overlapping fields, at every time point, into the raw plate that
 ``prepare`` and ``predict`` read (:mod:`livedead.plates.stitching`). Every setting and its default
@@ -52,8 +52,9 @@ def write_seams_figure(summary: StitchSummary, cfg: StitchConfig) -> Path:
     image = first.channels[cfg.register_channel]
     positions = stitch_positions(summary.output, 0, 0)
     well = summary.wells[0]
-    title = f"{well}: {cfg.rows}x{cfg.cols} fields of {summary.field_shape[0]}x{summary.field_shape[1]} px, stitched"
-    fig = seams_figure(image, positions, summary.field_shape, cfg.cols, title)
+    rows, cols = summary.grid
+    title = f"{well}: {rows}x{cols} fields of {summary.field_shape[0]}x{summary.field_shape[1]} px, stitched"
+    fig = seams_figure(image, positions, summary.field_shape, cols, title)
     return save_figure(fig, seams_path(summary.output))
 
 

@@ -31,6 +31,9 @@ from livedead.data.datamodule import TileDataModule
 from livedead.data.preparation import PrepareConfig, prepare
 from livedead.model.module import LiveDeadModule
 from livedead.model.unet import UNet
+from livedead.plates.omezarr import write_hcs
+from livedead.plates.platefile import PLATE_CHANNELS
+from livedead.plates.sources import open_plate
 from livedead.plates.synthetic import PlateSpec, generate_plate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +65,30 @@ def tiles_path(plate_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     out = tmp_path_factory.mktemp("tiles") / "tiles.h5"
     prepare(plate_path, out, PrepareConfig(chunk=50, keep_intermediate=True, progress=False))
     return out
+
+
+NAMES = {"brightfield": "BF", "hoechst": "DAPI", "draq7": "Cy5"}
+"""The plate's channels as a microscope names them in ``omero``."""
+
+
+def to_zarr(plate_h5: Path, out: Path, version: str = "0.5", fields: int = 1) -> Path:
+    """The synthetic plate as an OME-Zarr HCS plate, wells ``W01``... as row W: one field per well, or
+    ``fields`` x ``fields`` overlapping crops of it translated to where they lie (exact crops)."""
+    plate, _ = open_plate(plate_h5)
+    assert plate.reader is not None
+    h, w = plate.shape
+    wells = {}
+    for wi, name in enumerate(plate.wells):
+        data = np.stack([np.stack([plate.reader((wi, t)).channels[c] for c in PLATE_CHANNELS]) for t in range(3)])
+        if fields == 1:
+            wells[name] = [(data, (0.0, 0.0))]
+            continue
+        size = (h // fields + 24, w // fields + 24)
+        starts = [(r * (h - size[0]) // (fields - 1), c * (w - size[1]) // (fields - 1)) for r in range(fields)
+                  for c in range(fields)]  # fmt: skip
+        crops = [(data[..., y : y + size[0], x : x + size[1]], (y * 0.65, x * 0.65)) for y, x in starts[::-1]]
+        wells[name] = crops  # listed in reverse: the grid is read off the translations, not the order
+    return write_hcs(out, wells, [NAMES[c] for c in PLATE_CHANNELS], version, 0.65, 0.25)
 
 
 def make_module(**kw) -> LiveDeadModule:

@@ -234,8 +234,13 @@ def config_files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
 
 
+ZARR_OWNER = "livedead.plates.omezarr"
+"""The OME-Zarr plates' owner: the one module that imports zarr, ome-zarr-py or ome-zarr-models."""
+
+
 def test_each_file_format_has_one_owner():
-    """Only a format's owner opens it with ``h5py.File``, touches its HDF5 attributes, or reads its record's keys."""
+    """Only a format's owner opens it with ``h5py.File``, touches its HDF5 attributes, reads its record's
+    keys, or (OME-Zarr) imports its libraries."""
     h5_owners = {
         "livedead.data.tilefile": "the tile file",
         "livedead.plates.platefile": "the plate file",
@@ -251,6 +256,9 @@ def test_each_file_format_has_one_owner():
     problems = []
     for path in PACKAGE.rglob("*.py"):
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        zarr_imports = sorted(i for i in imports_of(path) if i.split(".")[0] in ("zarr", "ome_zarr", "ome_zarr_models"))
+        if zarr_imports and module != ZARR_OWNER:
+            problems.append(f"{module} imports {zarr_imports[0]} (the OME-Zarr format's owner: {ZARR_OWNER})")
         for node in ast.walk(ast.parse(path.read_text())):
             where = f"{module}:{getattr(node, 'lineno', '?')}"
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):

@@ -125,3 +125,29 @@ def read_counts(folder: str | Path) -> list[dict[str, Any]]:
 
     with open(path, newline="") as f:
         return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def merge_parts(folder: str | Path) -> tuple[list[dict[str, Any]], list[Path]]:
+    """The rows of the ``counts.csv`` of every part of a sharded prediction (``<folder>/parts/<job>``,
+    in job order), and the parts; one line for a part without its table (its job did not finish) or
+    an image that two parts counted."""
+    folder = Path(folder)
+    parts = sorted((p for p in (folder / "parts").glob("*") if p.is_dir()), key=lambda p: (len(p.name), p.name))
+    if not parts:
+        raise LivedeadError(
+            f"{folder}: expected the parts of a multirun of livedead.predict in {folder / 'parts'}, found none"
+        )
+    rows: list[dict[str, Any]] = []
+    seen: dict[tuple[Any, Any], Path] = {}
+    for part in parts:
+        if not (part / "counts.csv").exists():
+            raise LivedeadError(f"{part}: expected its counts.csv, found none: its job did not finish; run it again")
+        for row in read_counts(part):
+            key = (row["well"], row["time"])
+            if key in seen:
+                raise LivedeadError(
+                    f"{part}: well {key[0]}, time {key[1]}: expected in one part, found it in {seen[key]} too"
+                )
+            seen[key] = part
+            rows.append(row)
+    return rows, parts

@@ -1,6 +1,6 @@
 """Predict whole wells and count live and dead cells over time: the work behind ``livedead.predict``.
 
-For each stitched image of a plate (HDF5 plate file or TIFF folder) the transmitted-light
+For each stitched image of a plate (HDF5 plate file, OME-Zarr HCS plate or TIFF folder) the transmitted-light
 channel is predicted in sliding windows (:mod:`livedead.inference.sliding_window`), the class
 map is counted (:mod:`livedead.nuclei.counting`), and the results are written to the output folder.
 An image of another pixel size than the checkpoint's is resampled to it for the network and its
@@ -14,6 +14,13 @@ Written:
   the image was rescaled by to the checkpoint's pixel size (``rescale``, 1 for none);
 * ``metrics.json`` when the input carries truth: count MSE, MAE and relative error, per image
   and per ``count_tile``-px tile, for the model and for the stain-derived reference.
+
+With ``save=ome-zarr`` the maps go into an OME-Zarr plate instead (:mod:`livedead.plates.omezarr`):
+``<output>/predictions.ome.zarr`` mirroring the input's wells (the probabilities as the image, the
+class map and the instances as labels, ``counts.csv`` beside them), or, with ``zarr_into_input``,
+labels added to an OME-Zarr input's fields. A Hydra multirun over wells (``wells=A1,A2 -m``) makes
+each job a ``part``: its tables go to ``<output>/parts/<job>``, its wells into the shared plate,
+and ``livedead.merge`` joins the parts' counts and finishes the plate.
 
 Both files, and the scores in them, are :mod:`livedead.inference.evaluation`'s. ``counts.csv`` is
 written last, after the figures the command draws, so that a table means the run finished.
@@ -59,11 +66,12 @@ from livedead.nuclei.counting import (
 from livedead.nuclei.labels import labels_from_stains
 from livedead.nuclei.size import NucleusScale, image_sizes
 from livedead.plates.images import write_ome_tiff
+from livedead.plates.omezarr import PlateWriter, WellWriter, finish_plate, unfinish_plate
 from livedead.plates.platefile import PLATE_CHANNELS, PlateTruth
-from livedead.plates.sources import PlateImage, TiffLayout, open_plate
+from livedead.plates.sources import Plate, PlateImage, TiffLayout, open_plate
 from livedead.viz.overlays import nuclei_overlay
 
-SAVE_MODES = ("tiff", "ome-tiff", "hdf5", "none")
+SAVE_MODES = ("tiff", "ome-tiff", "ome-zarr", "hdf5", "none")
 """What ``predict`` writes per image besides the overlay (config key ``save``)."""
 
 
@@ -74,11 +82,12 @@ class PredictConfig:
     ckpt: str
     """A checkpoint of a training run (``outputs/runs/<run>/checkpoints/last.ckpt``)."""
     input: str
-    """A raw plate: an HDF5 plate file or a folder of stitched TIFFs."""
+    """A raw plate: an HDF5 plate file, an OME-Zarr HCS plate (``plate.zarr``) or a folder of stitched TIFFs."""
     output: str
     """The folder to write into."""
     wells: Any = None
-    """None: every well; a list (``[W03, W04]``); or ``held_out``: the training split's validation wells."""
+    """None: every well; a list (``[W03, W04]``), or one well (a multirun's ``wells=A1,A2``: one job a well);
+    or ``held_out``: the training split's validation wells."""
     classes: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
     """The checkpoint must have been trained on these."""
     channels: list[str] = field(default_factory=lambda: list(PLATE_CHANNELS))
@@ -102,7 +111,16 @@ class PredictConfig:
     save: str = "tiff"
     """``tiff``: class map (zlib TIFF); ``ome-tiff``: probabilities, and the class map with the counted
     instances, as OME-TIFF with channel names and pixel size (napari and Fiji open them at scale);
+    ``ome-zarr``: an OME-Zarr plate of the probabilities with the class map and instances as labels;
     ``hdf5``: probabilities and classes; ``none``."""
+    zarr_version: str = "auto"
+    """``save=ome-zarr``: the NGFF version written, ``0.4`` or ``0.5``; ``auto``: the input plate's, else 0.5."""
+    zarr_into_input: bool = False
+    """``save=ome-zarr``: add the labels to the OME-Zarr input's fields instead of writing a new plate
+    (labels of livedead's names already there are refused, never replaced)."""
+    part: str | None = None
+    """A multirun job's name (set by the command): tables to ``<output>/parts/<part>``, wells into the
+    shared plate, which ``livedead.merge`` finishes."""
     overlays: bool = True
     progress: bool = True
     count_tile: int = 160
@@ -126,6 +144,8 @@ class PredictConfig:
         """The settings that would otherwise fail on every image, each with numpy's words instead of the key."""
         if self.save not in SAVE_MODES:
             raise LivedeadError(f"config key 'save': expected one of {SAVE_MODES}, found {self.save!r}")
+        if self.zarr_version not in ("auto", "0.4", "0.5"):
+            raise LivedeadError(f"config key 'zarr_version': expected auto, 0.4 or 0.5, found {self.zarr_version!r}")
         if self.rescale not in RESCALE_MODES:
             raise LivedeadError(f"config key 'rescale': expected one of {RESCALE_MODES}, found {self.rescale!r}")
         for key in ("tile", "count_tile", "batch_size"):
@@ -217,6 +237,8 @@ def run(
     table, which is written last: a ``counts.csv`` only stands beside a whole run's outputs.
     """
     ckpt, source, out = Path(cfg.ckpt), Path(cfg.input), Path(cfg.output)
+    if cfg.part is not None:
+        out = out / "parts" / cfg.part
     cfg.validate()
     device = choose_device(cfg.device)
     model: LoadedModel = load_model(ckpt, device, cfg.tile)
@@ -224,7 +246,10 @@ def run(
         raise LivedeadError(f"{ckpt}: expected a model of classes {list(cfg.classes)}, found {model.class_names}")
     plate, images = open_plate(source, cfg.channels, cfg.tiff)
     plate.require("brightfield")
-    wells = held_out_wells(ckpt) if cfg.wells == "held_out" else (list(cfg.wells) if cfg.wells else plate.wells)
+    if cfg.wells == "held_out":
+        wells = held_out_wells(ckpt)
+    else:
+        wells = [cfg.wells] if isinstance(cfg.wells, str) else (list(cfg.wells) if cfg.wells else plate.wells)
     unknown = sorted(set(wells) - set(plate.wells))
     if unknown:
         raise LivedeadError(
@@ -238,6 +263,7 @@ def run(
     if model.foreground_threshold is None:
         console.print(f"{ckpt}: no calibrated foreground threshold (an older checkpoint): counting the argmax")
     check_output(out, [source, ckpt], folder=True)
+    zarr_out = _plate_writer(cfg, plate, source, wells)
     out.mkdir(exist_ok=True)
     remove_stale_temporaries(out)  # what a killed run was writing
     (out / "counts.csv").unlink(missing_ok=True)  # an earlier run's table must not stand beside this run's images
@@ -247,11 +273,18 @@ def run(
     tiles: dict[str, list[np.ndarray]] = {"model": [], "stains": [], "truth": []}
     detection: dict[str, list[dict[str, float]]] = {"model": [], "stains": []}
     failures = 0
+    well: WellWriter | None = None
+    current = None  # the well being written
+    whole: set[str] = set()  # the wells of the OME-Zarr output none of whose images failed
     selected = (im for im in images if plate.wells[im.well] in wells)
     with Progress(console=console, disable=not cfg.progress) as bar:
         task = bar.add_task("predicting", total=len(wells) * plate.timepoints)
         for image in selected:
             name = f"{plate.wells[image.well]}_t{image.time:03d}"
+            if zarr_out is not None and current != plate.wells[image.well]:
+                _close(well, whole)
+                well, current = None, plate.wells[image.well]
+                whole.add(current)
             try:
                 result = _predict_one(model, image, plate.wells, truth, stains, diameter, factor, cfg, device)
                 if plate.time_interval_h is not None:
@@ -259,8 +292,17 @@ def run(
                 save_outputs(
                     out, name, result.probs, result.nuclei, image.channels["brightfield"], cfg, plate.pixel_size_um
                 )
+                if zarr_out is not None:
+                    if well is None:
+                        shape = image.channels["brightfield"].shape
+                        times = sum(1 for w, _ in plate.index if w == image.well)
+                        well = zarr_out.well(plate.wells[image.well], times, shape, plate.pixel_size_um,
+                                             plate.time_interval_h)  # fmt: skip
+                    nuclei = result.nuclei
+                    well.write(image.time, result.probs, class_map_of(nuclei), nuclei.instances, nuclei.dead)
             except (LivedeadError, ValueError, RuntimeError) as err:
                 failures += 1
+                whole.discard(plate.wells[image.well])
                 msg = one_line(err) if isinstance(err, LivedeadError) else f"{type(err).__name__}: {err}"
                 print(f"livedead.predict: {name}: failed: {msg}", file=sys.stderr)
             else:  # only a whole image's results are kept, so rows and per-tile counts stay aligned
@@ -270,16 +312,49 @@ def run(
                 for k, v in result.detection.items():
                     detection[k].append(v)
             bar.advance(task)
+    _close(well, whole)
     if rows:
         if figures is not None:
             figures(rows, out)
         if "true_live" in rows[0]:
             write_metrics(rows, tiles, detection, out, cfg.count_tile, console)
         write_counts(rows, out)
+        if zarr_out is not None and zarr_out.into_input is None and cfg.part is None:
+            done = [w for w in wells if w in whole]
+            if done:  # a plate of the wells none of whose images failed
+                finish_plate(zarr_out.path, done, zarr_out.version, (out / "counts.csv").read_text())
+    if zarr_out is not None and set(wells) - whole:
+        console.print(f"{zarr_out.path}: wells {sorted(set(wells) - whole)} left out: an image of each failed")
     console.print(
         f"wrote {len(rows)} images' predictions and counts to {out}" + (f"; {failures} failed" if failures else "")
     )
     return rows, failures
+
+
+def _plate_writer(cfg: PredictConfig, plate: Plate, source: Path, wells: list[str]) -> PlateWriter | None:
+    """``save=ome-zarr``: the writer of the output plate (a new one, its ``plate`` metadata taken off
+    until the run is whole), or of labels into the input's fields; None for other ``save`` modes."""
+    if cfg.save != "ome-zarr":
+        return None
+    zarr_input = plate.reader.zarr if plate.reader is not None else None
+    version = cfg.zarr_version if cfg.zarr_version != "auto" else (zarr_input.version if zarr_input else "0.5")
+    if cfg.zarr_into_input:
+        if zarr_input is None:
+            raise LivedeadError(f"config key 'zarr_into_input': expected an OME-Zarr plate as input, found {source}")
+        writer = PlateWriter(source, zarr_input.version, zarr_input, cfg.classes)
+        writer.check_free(wells)
+        return writer
+    path = check_output(Path(cfg.output) / "predictions.ome.zarr", [source, cfg.ckpt], key="output", folder=True)
+    writer = PlateWriter(path, version, classes=cfg.classes)
+    path.mkdir(exist_ok=True)
+    unfinish_plate(path)
+    return writer
+
+
+def _close(well: WellWriter | None, whole: set[str]) -> None:
+    """Finish a well of the OME-Zarr output, if none of its images failed: only then is it a well of the plate."""
+    if well is not None and well.name in whole:
+        well.close()
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Raw plates: stitched well images over time, from an HDF5 plate file or a folder of TIFFs.
+"""Raw plates: stitched well images over time, from an HDF5 plate file, an OME-Zarr HCS plate or a folder of TIFFs.
 
 A plate yields one image at a time (all channels of one well at one time point), so that
 nothing downstream ever holds the whole plate. An image that cannot be read is yielded with its
@@ -7,6 +7,11 @@ TIFF folder may differ in size: whole-well prediction takes each as it is.
 
 HDF5 plate file: the layout of :mod:`livedead.plates.platefile`, its one writer and reader (the
 synthetic generator and stitching write through it; real data may use it too).
+
+OME-Zarr HCS plate (``plate.zarr``, NGFF 0.4 or 0.5): read through :mod:`livedead.plates.omezarr`,
+one field per well (a plate of several fields per well is stitched first, ``livedead.stitch``); its
+channels are ``channels`` in order or, by their ``omero`` names, ``tiff.channel_names`` as for
+OME-TIFF. Its fields' :meth:`~livedead.plates.omezarr.Field.plane` read a region at a time.
 
 Image folder: one stitched multi-channel image per well and time point, named by a regular
 expression with the groups ``well`` and ``time`` (default ``A1_t003.tif``, ``A1_t003.ome.tif`` or
@@ -28,6 +33,7 @@ import numpy as np
 
 from livedead.errors import LivedeadError
 from livedead.plates.images import ImageMeta, pick_channels, read_image
+from livedead.plates.omezarr import ZarrPlate, is_zarr, open_zarr_plate
 from livedead.plates.platefile import PLATE_CHANNELS, PlateTruth, describe_plate, read_plate_image, read_truth
 
 
@@ -69,12 +75,16 @@ class ImageReader:
     files: dict[tuple[int, int], Path] | None = None
     """A folder's image files; None for an HDF5 plate."""
     layout: TiffLayout | None = None
+    zarr: ZarrPlate | None = None
+    """An OME-Zarr plate's wells and fields; None for other plates."""
     dtype: np.dtype | None = None
     """A folder's pixel type, the first image's: every image must have it, or it would be cast
     silently into buffers made for the first."""
 
     def __call__(self, index: tuple[int, int]) -> PlateImage:
         w, t = index
+        if self.zarr is not None:
+            return self._zarr_image(w, t)
         if self.files is not None:
             try:
                 data, _ = _read(self.files[w, t], self.names, self.layout or TiffLayout())
@@ -89,6 +99,20 @@ class ImageReader:
             return PlateImage(w, t, {}, error=f"{where}: cannot be read: found {err}")
         channels = dict(zip(self.names, data, strict=True))
         return PlateImage(w, t, channels, lab, error=_not_finite(channels, where))
+
+    def _zarr_image(self, w: int, t: int) -> PlateImage:
+        assert self.zarr is not None
+        field_ = self.zarr.fields[w][0]
+        where = f"{self.source}/{self.zarr.image_path(w)}"
+        try:
+            data = field_.read(t)
+            names, meta = (self.layout or TiffLayout()).channel_names, ImageMeta(field_.channel_names)
+            channels = pick_channels(data, meta, self.names, names, where, "tiff.channel_names")
+        except LivedeadError as err:
+            return PlateImage(w, t, {}, error=str(err))
+        except (OSError, ValueError) as err:  # a chunk that cannot be read or decoded
+            return PlateImage(w, t, {}, error=f"{where}: time {t} cannot be read: found {type(err).__name__}: {err}")
+        return PlateImage(w, t, channels, error=_not_finite(channels, where))
 
     def _other_dtype(self, channels: dict[str, np.ndarray], index: tuple[int, int]) -> str | None:
         """Why a folder's image cannot join its plate: pixels of another type than the first image's."""
@@ -144,7 +168,8 @@ class Plate:
 
     def truth(self) -> PlateTruth:
         """The counts and nuclei the plate records as true: a plate file's ``/truth``; none for a folder."""
-        return read_truth(self.source) if self.reader is not None and self.reader.files is None else PlateTruth()
+        plate_file = self.reader is not None and self.reader.files is None and self.reader.zarr is None
+        return read_truth(self.source) if plate_file else PlateTruth()
 
 
 def open_plate(
@@ -158,6 +183,8 @@ def open_plate(
     path = Path(path)
     if not path.exists():
         raise LivedeadError(f"{path}: file not found")
+    if is_zarr(path):
+        return _zarr_plate(path, channels, tiff or TiffLayout())
     if path.is_dir():
         return _folder_plate(path, channels, tiff or TiffLayout())
     return _hdf5_plate(path, channels, images_key)
@@ -213,6 +240,38 @@ def _folder_plate(
         index=sorted(files),
         pixel_size_um=meta.pixel_size_um,
         reader=ImageReader(folder, list(channels), files=files, layout=layout, dtype=dtype),
+    )
+    return plate, map(plate.reader, plate.index)
+
+
+def _zarr_plate(path: Path, channels: Sequence[str] | None, layout: TiffLayout) -> tuple[Plate, Iterator[PlateImage]]:
+    zp = open_zarr_plate(path)
+    several = next(((w, len(f)) for w, f in zip(zp.wells, zp.fields, strict=True) if len(f) != 1), None)
+    if several is not None:
+        raise LivedeadError(
+            f"{path}: well {several[0]}: expected one field per well, found {several[1]}: stitch the fields "
+            f"first (python -m livedead.stitch input={path} output=<plate.h5>)"
+        )
+    if not channels:
+        raise LivedeadError(f"{path}: an OME-Zarr plate needs config key 'channels' to name the channel roles")
+    first = zp.fields[0][0]
+    where = f"{path}/{zp.image_path(0)}"
+    probe = np.zeros((first.channels, 1, 1), first.dtype)  # the channel roles checked before any pixel is read
+    pick_channels(probe, ImageMeta(first.channel_names), channels, layout.channel_names, where, "tiff.channel_names")
+    index = [(w, t) for w, f in enumerate(zp.fields) for t in range(f[0].timepoints)]
+    plate = Plate(
+        source=path,
+        wells=zp.wells,
+        timepoints=max(f[0].timepoints for f in zp.fields),
+        shape=first.yx,
+        dtype=first.dtype,
+        channels=list(channels),
+        has_truth=False,
+        n_images=len(index),
+        index=index,
+        pixel_size_um=first.pixel_size_um,
+        time_interval_h=zp.time_interval_h,
+        reader=ImageReader(path, list(channels), layout=layout, zarr=zp, dtype=first.dtype),
     )
     return plate, map(plate.reader, plate.index)
 

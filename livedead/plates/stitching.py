@@ -5,7 +5,8 @@ positions, but not to the pixel, so each field's position is measured:
 
 1. **Nominal positions** come from the grid (``rows``, ``cols``, the ``order`` the stage visited
    the fields in, the nominal ``overlap``), or from the stage positions in the files' OME
-   metadata where every field has one (``nominal=auto``).
+   metadata where every field has one (``nominal=auto``). An OME-Zarr HCS plate's wells hold their
+   fields as images whose translations are these positions; the grid is read off them.
 2. **Pairwise registration.** Each pair of neighbouring fields is registered on the channel that
    registers best (``register_channel``, the transmitted light by default) at one time point
    (``register_time``), high-pass filtered so that uneven illumination cannot correlate: by
@@ -32,6 +33,7 @@ The command line is :mod:`livedead.stitch`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -48,6 +50,7 @@ from skimage.registration import phase_cross_correlation
 from livedead.errors import LivedeadError
 from livedead.files import check_output, remove_stale_temporaries
 from livedead.plates.images import ImageMeta, pick_channels, read_image
+from livedead.plates.omezarr import Field, is_zarr, open_zarr_plate
 from livedead.plates.platefile import PLATE_CHANNELS, PlateAttrs, write_plate
 
 ORDERS = ("row-major", "snake", "column-major", "column-snake")
@@ -145,6 +148,64 @@ class FieldFiles:
     wells: list[str]
     times: list[int]
     files: dict[tuple[str, int], dict[int, list[tuple[Path, str | None]]]]
+    zarr: dict[tuple[str, int], Field] | None = None
+    """An OME-Zarr plate's fields by (well, row-major grid index); None for a folder."""
+
+
+def zarr_fields(path: Path, cfg: StitchConfig) -> tuple[FieldFiles, StitchConfig]:
+    """An OME-Zarr plate's fields, numbered row-major on the grid their translations make (the nominal
+    positions), and the settings with that grid: one line for fields that make no whole grid."""
+    plate = open_zarr_plate(path)
+    times = plate.fields[0][0].timepoints
+    files: dict[tuple[str, int], dict[int, list[tuple[Path, str | None]]]] = {}
+    by_cell: dict[tuple[str, int], Field] = {}
+    grid = None
+    for name, fields_ in zip(plate.wells, plate.fields, strict=True):
+        where = f"{path}/{name}"
+        if any(f.timepoints != times for f in fields_):
+            raise LivedeadError(f"{where}: expected {times} time points in every field, as the first well's")
+        cells = _grid_of(fields_, where)
+        if grid is not None and cells[0] != grid:
+            raise LivedeadError(f"{where}: expected a {grid[0]}x{grid[1]} grid of fields, as the first well's")
+        grid = cells[0]
+        for k, cell in enumerate(cells[1]):
+            by_cell[(name, cell)] = fields_[k]
+            for t in range(times):
+                files.setdefault((name, t), {})[cell] = [(fields_[k].array, None)]
+    assert grid is not None
+    found = FieldFiles(path, plate.wells, list(range(times)), files, by_cell)
+    return found, dataclasses.replace(cfg, rows=grid[0], cols=grid[1], order="row-major")
+
+
+def _grid_of(fields_: list[Field], where: str) -> tuple[tuple[int, int], list[int]]:
+    """The (rows, cols) grid of a well's fields and each field's row-major cell, from their translations:
+    positions less than half a field apart are one row (or column)."""
+    if len(fields_) == 1:
+        return (1, 1), [0]
+    if any(f.position_um is None or f.pixel_size_um is None for f in fields_):
+        raise LivedeadError(
+            f"{where}: expected every field's translation and pixel size in micrometres, found fields without"
+        )
+    yx = np.array([f.position_um for f in fields_]) / fields_[0].pixel_size_um
+    index = []
+    for axis, size in enumerate(fields_[0].yx):
+        values = np.sort(yx[:, axis])
+        starts = values[np.r_[True, np.diff(values) > size / 2]]
+        index.append(np.searchsorted(starts, yx[:, axis] + size / 2) - 1)
+    rows, cols = int(index[0].max()) + 1, int(index[1].max()) + 1
+    cells = [int(r) * cols + int(c) for r, c in zip(*index, strict=True)]
+    if len(set(cells)) != len(fields_) or rows * cols != len(fields_):
+        raise LivedeadError(
+            f"{where}: expected fields on a whole grid, found {len(fields_)} fields whose translations make "
+            f"{rows} rows and {cols} columns"
+        )
+    return (rows, cols), cells
+
+
+def read_zarr_field(source: Field, time: int, cfg: StitchConfig, where: str) -> tuple[dict[str, np.ndarray], ImageMeta]:
+    """One OME-Zarr field's channels by role at one time point, with its pixel size and position."""
+    meta = ImageMeta(source.channel_names, source.pixel_size_um, source.position_um)
+    return pick_channels(source.read(time), meta, cfg.channels, cfg.channel_names, where), meta
 
 
 def find_fields(folder: Path, cfg: StitchConfig) -> FieldFiles:
@@ -393,13 +454,16 @@ class StitchSummary:
     fallback: dict[str, list[int]]
     pixel_size_um: float | None
     positions: dict[str, np.ndarray] = field(repr=False)
+    grid: tuple[int, int] = (1, 1)
+    """(rows, cols) of each well's fields."""
 
 
 def stitch(folder: str | Path, output: str | Path, cfg: StitchConfig) -> StitchSummary:
-    """Stitch every well and time point of a folder of fields into a raw plate file at ``output``."""
+    """Stitch every well and time point of a folder of fields, or of an OME-Zarr plate's wells, into a
+    raw plate file at ``output``."""
     cfg.validate()
     folder, output = Path(folder), Path(output)
-    found = find_fields(folder, cfg)
+    found, cfg = zarr_fields(folder, cfg) if is_zarr(folder) else (find_fields(folder, cfg), cfg)
     if not 0 <= cfg.register_time < len(found.times):
         raise LivedeadError(
             f"config key 'register_time': expected a time index in [0, {len(found.times)}), found {cfg.register_time}"
@@ -420,7 +484,10 @@ def stitch(folder: str | Path, output: str | Path, cfg: StitchConfig) -> StitchS
         grid: list[Any] = [None] * n
         metas: list[Any] = [None] * n
         for k, entries in found.files[(well, time)].items():
-            channels, meta = read_field(entries, cfg)
+            if found.zarr is not None:
+                channels, meta = read_zarr_field(found.zarr[(well, k)], time, cfg, f"{folder}/{well}")
+            else:
+                channels, meta = read_field(entries, cfg)
             first = next(iter(channels.values()))
             if shape is None:
                 shape, dtype = first.shape, first.dtype
@@ -492,4 +559,5 @@ def stitch(folder: str | Path, output: str | Path, cfg: StitchConfig) -> StitchS
         fallback,
         pixel,
         {f"{w}_t{t}": r.positions for (w, t), r in registrations.items()},
+        (cfg.rows, cfg.cols),
     )

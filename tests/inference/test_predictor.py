@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
 
 from livedead.data.tilefile import read_tile_attrs
 from livedead.errors import LivedeadError
+from livedead.inference.evaluation import read_counts
 from livedead.inference.predictor import held_out_wells
 from livedead.plates.images import read_image
-from tests.conftest import assert_one_line_error, run_cli
+from livedead.plates.omezarr import LABEL_COLOURS, open_zarr_plate, read_labels
+from tests.conftest import NAMES, assert_one_line_error, run_cli, to_zarr
 
 
 @pytest.mark.slow
@@ -150,3 +154,55 @@ def test_a_value_of_the_wrong_type_is_one_line(tiny_ckpt, plate_path, tmp_path):
                    "batch_size=many")  # fmt: skip
     assert_one_line_error(proc, "'batch_size'", "many", "Integer")
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.slow
+def test_ome_zarr_out_mirrors_the_input_with_the_counted_nuclei_as_labels(tiny_ckpt, plate_path, tmp_path):
+    """A plate converted to OME-Zarr counts as its plate file does; the labels written are the nuclei counted."""
+    source = to_zarr(plate_path, tmp_path / "plate.zarr", "0.4")
+    common = (f"ckpt={tiny_ckpt}", "wells=[W02]", "overlays=false", "progress=false")
+    h5 = run_cli("livedead.predict", *common, f"input={plate_path}", f"output={tmp_path / 'h5'}", "save=ome-tiff")
+    assert h5.returncode == 0, h5.stderr[-3000:]
+    names = [f"+tiff.channel_names.{role}={name}" for role, name in NAMES.items()]
+    out = tmp_path / "zarr"
+    proc = run_cli("livedead.predict", *common, *names, f"input={source}", f"output={out}", "save=ome-zarr")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = read_counts(out)
+    assert [(r["live"], r["dead"]) for r in counts] == [(r["live"], r["dead"]) for r in read_counts(tmp_path / "h5")]
+    plate = open_zarr_plate(out / "predictions.ome.zarr")
+    assert (plate.version, plate.well_paths, plate.time_interval_h) == ("0.4", ["W/02"], 0.25)  # as the input
+    assert plate.fields[0][0].channel_names == ["P(background)", "P(dapi)", "P(cy5)"]
+    assert (out / "predictions.ome.zarr" / "counts.csv").read_text() == (out / "counts.csv").read_text()
+    written = read_labels(out / "predictions.ome.zarr" / "W" / "02" / "0")
+    assert written.probs.shape == (3, 3, 256, 320)
+    offset = 0
+    for t in range(3):
+        maps, _ = read_image(tmp_path / "h5" / f"W02_t{t:03d}_nuclei.ome.tif")  # the same nuclei, as OME-TIFF
+        np.testing.assert_array_equal(written.classes[t], maps[0])
+        ids = written.nuclei[t]
+        np.testing.assert_array_equal(np.where(ids > 0, ids - offset, 0), maps[1])
+        for i in np.unique(ids[ids > 0]):  # each nucleus coloured by its class: live green, dead red
+            assert written.colours[int(i)] == LABEL_COLOURS[int(maps[0][ids == i][0])]
+        assert counts[t]["total"] == len(np.unique(ids[ids > 0]))
+        offset = max(offset, int(ids.max()))
+    # ome-zarr-py's reader (napari-ome-zarr's) finds the labels with their colours
+    nodes = list(Reader(parse_url(str(out / "predictions.ome.zarr" / "W" / "02" / "0")))())
+    label = next(n for n in nodes if n.metadata.get("name") == "nuclei")
+    np.testing.assert_array_equal(np.asarray(label.data[0])[:, 0], written.nuclei)
+    assert len(label.data) == 3  # multiscale: 256x320, 128x160, 64x80
+
+
+@pytest.mark.slow
+def test_labels_into_an_ome_zarr_input_never_replace_its_data(tiny_ckpt, plate_path, tmp_path):
+    source = to_zarr(plate_path, tmp_path / "plate.zarr", "0.5")
+    before = open_zarr_plate(source).fields[0][0].read(1)
+    args = (f"ckpt={tiny_ckpt}", "wells=[W01]", "overlays=false", "progress=false", f"input={source}",
+            f"output={tmp_path / 'out'}", "save=ome-zarr", "zarr_into_input=true")  # fmt: skip
+    proc = run_cli("livedead.predict", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    labels = read_labels(source / "W" / "01" / "0", ("livedead-classes", "livedead-nuclei"), probs=False)
+    assert labels.classes.shape == (3, 256, 320)
+    assert read_counts(tmp_path / "out")[0]["total"] == len(np.unique(labels.nuclei[0])) - 1
+    np.testing.assert_array_equal(open_zarr_plate(source).fields[0][0].read(1), before)
+    assert not (tmp_path / "out" / "predictions.ome.zarr").exists()
+    assert_one_line_error(run_cli("livedead.predict", *args), "already holds the labels 'livedead-classes'")
