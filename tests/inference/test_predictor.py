@@ -10,6 +10,7 @@ import pytest
 import tifffile
 import torch
 from ome_zarr.io import parse_url
+from napari_ome_zarr import napari_get_reader
 from ome_zarr.reader import Reader
 
 from livedead.data.tilefile import read_tile_attrs
@@ -190,6 +191,14 @@ def test_ome_zarr_out_mirrors_the_input_with_the_counted_nuclei_as_labels(tiny_c
     label = next(n for n in nodes if n.metadata.get("name") == "nuclei")
     np.testing.assert_array_equal(np.asarray(label.data[0])[:, 0], written.nuclei)
     assert len(label.data) == 3  # multiscale: 256x320, 128x160, 64x80
+    # and napari's own OME-Zarr reader (napari-ome-zarr) opens them as labels layers, coloured
+    field = str(out / "predictions.ome.zarr" / "W" / "02" / "0")
+    layers = {kw["name"].rsplit("/", 1)[-1]: (data, kw) for data, kw, kind in napari_get_reader(field)(field)
+              if kind == "labels"}  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(layers["classes"][0][0])[:, 0], written.classes)
+    np.testing.assert_array_equal(np.asarray(layers["nuclei"][0][0])[:, 0], written.nuclei)
+    colours = {k: tuple(round(c * 255) for c in v) for k, v in layers["classes"][1]["colormap"].items()}
+    assert colours == {1: LABEL_COLOURS[1], 2: LABEL_COLOURS[2]}, "live green, dead red"
 
 
 @pytest.mark.slow
