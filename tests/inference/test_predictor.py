@@ -150,3 +150,44 @@ def test_a_value_of_the_wrong_type_is_one_line(tiny_ckpt, plate_path, tmp_path):
                    "batch_size=many")  # fmt: skip
     assert_one_line_error(proc, "'batch_size'", "many", "Integer")
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.slow
+def test_counts_per_population_in_the_table_the_figure_and_the_metrics(tiny_ckpt, plate_path, tmp_path):
+    """Ranges in µm (the synthetic plate records no pixel size: given): every counted nucleus is in one
+    population or unassigned, for the model, the stains and the truth; ``metrics.json`` sums them over the plate."""
+    out = tmp_path / "pred"
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={out}", "wells=[W01]",
+                   "progress=false", "save=none", "overlays=false", "pixel_size_um=0.65",
+                   "+populations.large.diameter_um=[5,100]", "+populations.small.diameter_um=[1,5]")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "counts.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    for prefix, total in (("", "total"), ("stain_", None), ("true_", None)):
+        for row in rows:
+            parts = sum(int(row[f"{prefix}{p}_{s}"]) for p in ("large", "small") for s in ("live", "dead"))
+            whole = int(row[total]) if total else int(row[f"{prefix}live"]) + int(row[f"{prefix}dead"])
+            assert parts + int(row[f"{prefix}unassigned"]) == whole, (prefix, row)
+    assert sum(int(r["stain_large_live"]) + int(r["stain_large_dead"]) for r in rows) > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    pops = metrics["populations"]
+    assert pops["definition"]["ranges"] == {"large": [5.0, 100.0], "small": [1.0, 5.0]}
+    assert pops["truth"]["large"]["dead"] == sum(int(r["true_large_dead"]) for r in rows)
+    assert set(pops) == {"definition", "model", "stains", "truth"}
+    assert (out / "populations.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("+populations.a.diameter_um=[3,10]", ["'populations'", "pixel size", "'pixel_size_um'"]),
+        ("populations=several", ["'populations'", "'auto'", "'several'"]),
+    ],
+)
+def test_populations_that_cannot_be_counted_are_one_line(tiny_ckpt, plate_path, tmp_path, override, fragments):
+    """Diameters in µm on a plate of unknown pixel size, or a setting that is no population, before any work."""
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={tmp_path / 'p'}",
+                   override)  # fmt: skip
+    assert_one_line_error(proc, *fragments)
+    assert not (tmp_path / "p").exists()
