@@ -373,7 +373,7 @@ def _predict_one(
     row["diameter_px"] = round(nuclei.diameter, 2) if nuclei.diameter else None
     row["rescale"] = round(factor, 4)
     tiles = {"model": per_tile_counts(nuclei, raw.shape, cfg.count_tile)}
-    sizes = {"model": _sizes(nuclei)}
+    diameters = {"model": _sizes(nuclei)}
     detection: dict[str, dict[str, float]] = {}
     if truth.counts is not None:
         row["true_live"], row["true_dead"] = (int(v) for v in truth.counts[image.well, image.time])
@@ -381,7 +381,7 @@ def _predict_one(
     found_true = true_nuclei(image, true_instances)
     if found_true is not None:
         tiles["truth"] = per_tile_counts(found_true, raw.shape, cfg.count_tile)
-        sizes["truth"] = _sizes(found_true)
+        diameters["truth"] = _sizes(found_true)
     if true_instances is not None:
         detection["model"] = match_nuclei(nuclei, true_instances)
     if stains:
@@ -394,7 +394,7 @@ def _predict_one(
         row["stain_live"], row["stain_dead"] = stain_counts["live"], stain_counts["dead"]
         row["stain_diameter_px"] = round(stain_diameter, 2) if stain_diameter else None
         tiles["stains"] = per_tile_counts(stain_nuclei, raw.shape, cfg.count_tile)
-        sizes["stains"] = _sizes(stain_nuclei)
+        diameters["stains"] = _sizes(stain_nuclei)
         if true_instances is not None:
             detection["stains"] = match_nuclei(stain_nuclei, true_instances)
-    return ImageResult(row, tiles, detection, probs, nuclei, sizes)
+    return ImageResult(row, tiles, detection, probs, nuclei, diameters)
