@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from matplotlib.figure import Figure
+from PIL import Image
 from skimage.segmentation import find_boundaries
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,11 @@ def grey(image: np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(image, (1, 99.8))
     g = np.clip((image.astype(np.float32) - lo) / (hi - lo), 0, 1)
     return np.repeat(g[..., None], 3, axis=-1)
+
+
+def palette(path: Path) -> None:
+    """The PNG in 256 colours: a grey image with green and red outlines needs no more, and is a third of the size."""
+    Image.open(path).convert("RGB").quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
 def main() -> None:
@@ -75,6 +81,7 @@ def main() -> None:
     fig.tight_layout()
     out = ROOT / "docs" / "real_assay.png"
     fig.savefig(out)
+    palette(out)
     print(f"wrote {out}")
     for source in ("model", "stains"):
         d = detection[source]
