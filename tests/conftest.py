@@ -12,6 +12,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -29,15 +30,17 @@ from skimage.transform import rescale
 from livedead.config.training import training_data
 from livedead.data.datamodule import TileDataModule
 from livedead.data.preparation import PrepareConfig, prepare
+from livedead.inference.predictor import PredictConfig
+from livedead.inference.predictor import run as run_predict
 from livedead.model.module import LiveDeadModule
 from livedead.model.unet import UNet
 from livedead.plates.omezarr import write_hcs
-from livedead.plates.platefile import PLATE_CHANNELS
+from livedead.plates.platefile import PLATE_CHANNELS, PlateAttrs, write_plate
 from livedead.plates.sources import open_plate
 from livedead.plates.synthetic import PlateSpec, generate_plate
 
 ROOT = Path(__file__).resolve().parents[1]
-SLOW_FIXTURES = {"sweep"}
+SLOW_FIXTURES = {"sweep", "scratch_model"}
 """Fixtures that run a multirun or a multi-epoch fit: a test that uses one is slow itself."""
 
 
@@ -103,9 +106,10 @@ def make_module(**kw) -> LiveDeadModule:
     return LiveDeadModule(**{**args, **kw})
 
 
-def data_for(module: LiveDeadModule, tiles: Path) -> TileDataModule:
-    """A set-up datamodule of ``tiles`` whose training data ``module`` has taken, as a run hands it over."""
-    datamodule = TileDataModule(tiles, batch_size=25, num_workers=0)
+def data_for(module: LiveDeadModule, tiles: Path, **kw: Any) -> TileDataModule:
+    """A set-up datamodule of ``tiles`` (batches of 25 unless ``kw`` says otherwise) whose training data
+    ``module`` has taken, as a run hands it over."""
+    datamodule = TileDataModule(tiles, **{"batch_size": 25, "num_workers": 0, **kw})
     datamodule.setup("fit")
     module.use_data(training_data(datamodule, module.hparams.overlay_tiles))
     return datamodule
@@ -247,6 +251,91 @@ def nuclei_with_micronuclei(scale: float = 2.0, per: int = 3, seed: int = 0) -> 
             dot = 255 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma**2))
             out[y0:y1, x0:x1] = np.maximum(out[y0:y1, x0:x1], dot)
     return np.round(out).astype(np.uint8), mask
+
+
+SCRATCH = ROOT / "tests" / "data" / "ndev" / "scratch-assay.tif"
+
+
+def resampled(image: np.ndarray, scale: float) -> np.ndarray:
+    """A uint16 image resampled by ``scale`` (linear, anti-aliased when shrunk), as a camera of that pixel size."""
+    out = rescale(image.astype(np.float32), scale, order=1, preserve_range=True, anti_aliasing=scale < 1)
+    return out.round().astype(np.uint16)
+
+
+SCRATCH_UM = 0.619
+"""The scratch assay's pixel size (its OME metadata), µm."""
+
+
+def scratch_assay_plate(path: Path, frames: list[int], scale: float = 1.0) -> Path:
+    """A plate file of the ndev scratch assay's ``frames`` (one well, a time point each): its oblique transmitted
+    light as the brightfield, its Hoechst 33342, an empty dead-stain channel (the assay has none: every nucleus
+    is live) and its hand-drawn nuclei as the truth; ``scale`` resamples it (nearest for the nuclei), at the
+    pixel size that gives."""
+    data = tifffile.imread(SCRATCH)  # (C, T, Y, X): Hoechst, oblique light, hand-drawn nuclei
+    h, w = (round(n * scale) for n in data.shape[2:])
+    attrs = PlateAttrs(wells=["S01"], pixel_size_um=SCRATCH_UM / scale)
+    with write_plate(path, attrs, (1, len(frames), 3, h, w), np.dtype(np.uint16), PLATE_CHANNELS, truth=True) as plate:
+        for i, t in enumerate(frames):
+            hoechst, oblique, drawn = data[0, t], data[1, t], data[2, t]
+            if scale != 1.0:
+                hoechst, oblique = (resampled(c, scale) for c in (hoechst, oblique))
+                drawn = rescale(drawn, scale, order=0, preserve_range=True, anti_aliasing=False).astype(drawn.dtype)
+            plate.write_image(0, i, np.stack([oblique, hoechst, np.zeros_like(hoechst)]))
+            instances = drawn.astype(np.uint32)
+            n = len(np.unique(instances[instances > 0]))
+            plate.write_truth(0, i, (instances > 0).astype(np.uint8), instances, n, 0)
+    return path
+
+
+SCRATCH_TRAIN, SCRATCH_HELD_OUT = [0, 1, 2, 3, 4, 5], [7, 8, 9]
+"""The scratch assay's frames the tiny U-Net trains on (one of them validates) and those it is scored on."""
+SCRATCH_EPOCHS = 5
+SCRATCH_TILE = 64
+"""Tiles of 64 px (stride 32) rather than the default 160: the same pixels in six times the tiles, so that the
+few training steps the suite can afford see many small batches rather than a handful of large ones."""
+
+
+@dataclass
+class ScratchModel:
+    """The tiny U-Net trained on the scratch assay: its checkpoint, the held-out plate and its predictions."""
+
+    ckpt: Path
+    held_out: Path
+    predictions: Path
+    drawn: int
+    """Hand-drawn nuclei in the held-out frames."""
+
+
+def train_scratch_model(root: Path, **predict: Any) -> ScratchModel:
+    """Real transmitted light end to end, at the suite's size, into ``root``: ``prepare`` labels the training frames
+    from their Hoechst channel (one frame validates, which calibrates counting's threshold), the real Trainer fits
+    the tiny U-Net with Adam, and ``predict`` counts the held-out frames at the plate's pixel size (``predict``:
+    more of its settings). ``docs/real_assay.py`` draws the README's figure from the same run."""
+    train = scratch_assay_plate(root / "train.h5", SCRATCH_TRAIN)
+    held_out = scratch_assay_plate(root / "held_out.h5", SCRATCH_HELD_OUT)
+    tiling = {"tile": SCRATCH_TILE, "stride": SCRATCH_TILE // 2}
+    labelling = PrepareConfig(**tiling, chunk=50, split_by="image", val_fraction=0.1, progress=False)
+    prepare(train, root / "tiles.h5", labelling)
+    torch.manual_seed(0)
+    module = make_module(
+        net=UNet(base_channels=8, depth=2),
+        optimizer=partial(torch.optim.Adam, lr=3e-3),
+        scheduler=partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=SCRATCH_EPOCHS),
+    )
+    trainer = make_trainer(root, SCRATCH_EPOCHS, log_every_n_steps=1)
+    trainer.fit(module, datamodule=data_for(module, root / "tiles.h5", batch_size=16))
+    ckpt = root / "ckpt" / "last.ckpt"
+    out = root / "pred"
+    cfg = {"save": "none", "overlays": False, "progress": False, "tile": SCRATCH_TILE, **predict}
+    run_predict(PredictConfig(ckpt=str(ckpt), input=str(held_out), output=str(out), **cfg))
+    drawn = sum(len(np.unique(d[d > 0])) for d in tifffile.imread(SCRATCH)[2, SCRATCH_HELD_OUT])
+    return ScratchModel(ckpt, held_out, out, drawn)
+
+
+@pytest.fixture(scope="session")
+def scratch_model(tmp_path_factory: pytest.TempPathFactory) -> ScratchModel:
+    """:func:`train_scratch_model`, once per session."""
+    return train_scratch_model(tmp_path_factory.mktemp("scratch"))
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,9 @@ the two files a prediction folder holds besides its images:
 * ``counts.csv`` (:func:`write_counts`, :func:`read_counts`): one row per well and time point;
 * ``metrics.json`` (:func:`write_metrics`), when the plate carries its truth: count MSE, MAE and
   relative error per image and per tile, and detection precision, recall and F1, for the model and
-  for the stain-derived reference, and the factor the images were rescaled by to the model's pixel size.
+  for the stain-derived reference, and the factor the images were rescaled by to the model's pixel size;
+  and, where populations are counted (with or without truth), their definition and the plate's live
+  and dead nuclei per population and source.
 
 Kept apart from inference, as nnU-Net keeps its evaluation: scoring needs no network.
 """
@@ -23,6 +25,7 @@ from rich.console import Console
 
 from livedead.errors import LivedeadError
 from livedead.files import atomic_path
+from livedead.nuclei.populations import Populations
 
 
 def count_errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -60,10 +63,47 @@ def write_metrics(
     out: Path,
     tile_px: int,
     console: Console,
+    populations: Populations | None = None,
 ) -> dict[str, Any]:
     """``metrics.json``: count errors per image and per ``tile_px`` tile, and detection scores, of the model
-    and of the stain-derived reference against the truth (``rows`` carry ``true_live``); the
-    headline figures go to ``console``."""
+    and of the stain-derived reference against the truth where ``rows`` carry ``true_live``; and the
+    counts per population where ``populations`` are given. The headline figures go to ``console``."""
+    metrics: dict[str, Any] = {}
+    if "true_live" in rows[0]:
+        metrics.update(truth_metrics(rows, tiles, detection, tile_px, console))
+    metrics["rescale"] = rows[0].get("rescale", 1.0)  # one plate, one pixel size: the factor to the model's
+    if populations is not None:
+        metrics["populations"] = population_totals(rows, populations)
+    with atomic_path(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def population_totals(rows: list[dict[str, Any]], populations: Populations) -> dict[str, Any]:
+    """The definition, and live, dead and the dead fraction per population summed over the plate, per source
+    whose columns the rows carry (``model``, ``stains``, ``truth``)."""
+    out: dict[str, Any] = {"definition": populations.describe()}
+    for source, prefix in (("model", ""), ("stains", "stain_"), ("truth", "true_")):
+        if not populations.ranges or f"{prefix}unassigned" not in rows[0]:
+            continue
+        per: dict[str, Any] = {}
+        for name in populations.ranges:
+            live = sum(r[f"{prefix}{name}_live"] for r in rows)
+            dead = sum(r[f"{prefix}{name}_dead"] for r in rows)
+            per[name] = {"live": live, "dead": dead, "dead_fraction": dead / (live + dead) if live + dead else 0.0}
+        per["unassigned"] = sum(r[f"{prefix}unassigned"] for r in rows)
+        out[source] = per
+    return out
+
+
+def truth_metrics(
+    rows: list[dict[str, Any]],
+    tiles: dict[str, list[np.ndarray]],
+    detection: dict[str, list[dict[str, float]]],
+    tile_px: int,
+    console: Console,
+) -> dict[str, Any]:
+    """Count errors per image and per tile and detection scores against the truth, printed in brief."""
     true = np.array([[r["true_live"], r["true_dead"]] for r in rows])
     metrics: dict[str, Any] = {
         "per_image": {"model": count_errors(np.array([[r["live"], r["dead"]] for r in rows]), true)}
@@ -80,9 +120,6 @@ def write_metrics(
         metrics["per_tile"]["tile_px"] = tile_px
     if detection["model"]:
         metrics["detection"] = {k: detection_scores(v) for k, v in detection.items() if v}
-    metrics["rescale"] = rows[0].get("rescale", 1.0)  # one plate, one pixel size: the factor to the model's
-    with atomic_path(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2))
     pi = metrics["per_image"]["model"]
     console.print(f"count MSE per image: live {pi['mse_live']:.2f}, dead {pi['mse_dead']:.2f}; "
                   f"relative error {pi['relative_error_total']:.3f}")  # fmt: skip

@@ -64,6 +64,7 @@ from livedead.nuclei.counting import (
     stain_reference,
 )
 from livedead.nuclei.labels import labels_from_stains
+from livedead.nuclei.populations import Populations, fit_populations, nucleus_diameters, parse_populations
 from livedead.nuclei.size import NucleusScale, image_sizes
 from livedead.plates.images import write_ome_tiff
 from livedead.plates.omezarr import PlateWriter, WellWriter, finish_plate, unfinish_plate
@@ -139,6 +140,10 @@ class PredictConfig:
     rescale: str = "auto"
     """``auto``: images of another pixel size than the checkpoint's are resampled to it for the network,
     and the probabilities back (:mod:`livedead.inference.rescaling`); ``off``: predicted as they are."""
+    populations: Any = field(default_factory=dict)
+    """Counts per population of nucleus size (:mod:`livedead.nuclei.populations`): ``{}`` none; ``auto``, a
+    mixture fitted to the plate's log diameters, reported where clearly bimodal; or ranges in µm,
+    ``+populations.target.diameter_um=[10,30] +populations.effector.diameter_um=[3,10]``."""
 
     def validate(self) -> None:
         """The settings that would otherwise fail on every image, each with numpy's words instead of the key."""
@@ -240,6 +245,7 @@ def run(
     if cfg.part is not None:
         out = out / "parts" / cfg.part
     cfg.validate()
+    populations = parse_populations(cfg.populations)
     device = choose_device(cfg.device)
     model: LoadedModel = load_model(ckpt, device, cfg.tile)
     if model.class_names != list(cfg.classes):
@@ -257,6 +263,11 @@ def run(
         )
     diameter = NucleusScale(cfg.diameter, cfg.pixel_size_um, cfg.nucleus_diameter_um).fixed(plate.pixel_size_um)
     pixel_size = cfg.pixel_size_um or plate.pixel_size_um
+    if isinstance(populations, Populations) and pixel_size is None:
+        raise LivedeadError(
+            f"config key 'populations': expected the pixel size of {source} for diameters in µm, found none: "
+            "give config key 'pixel_size_um' (µm/px), or 'populations=auto'"
+        )
     factor = rescale_factor(cfg.rescale, pixel_size, model.pixel_size_um, f"{ckpt}, {source}")
     if factor != 1.0:
         console.print(f"images of {pixel_size:g} µm/px rescaled by {factor:.4g} to the model's {model.pixel_size_um:g}")
@@ -272,6 +283,7 @@ def run(
     rows: list[dict[str, Any]] = []
     tiles: dict[str, list[np.ndarray]] = {"model": [], "stains": [], "truth": []}
     detection: dict[str, list[dict[str, float]]] = {"model": [], "stains": []}
+    sizes: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
     failures = 0
     well: WellWriter | None = None
     current = None  # the well being written
@@ -311,13 +323,15 @@ def run(
                     tiles[k].append(v)
                 for k, v in result.detection.items():
                     detection[k].append(v)
+                sizes.append(result.sizes)
             bar.advance(task)
     _close(well, whole)
     if rows:
+        found = count_populations(populations, rows, sizes, pixel_size)
         if figures is not None:
             figures(rows, out)
-        if "true_live" in rows[0]:
-            write_metrics(rows, tiles, detection, out, cfg.count_tile, console)
+        if "true_live" in rows[0] or found is not None:
+            write_metrics(rows, tiles, detection, out, cfg.count_tile, console, found)
         write_counts(rows, out)
         if zarr_out is not None and zarr_out.into_input is None and cfg.part is None:
             done = [w for w in wells if w in whole]
@@ -357,15 +371,56 @@ def _close(well: WellWriter | None, whole: set[str]) -> None:
         well.close()
 
 
+SOURCE_PREFIX = {"model": "", "stains": "stain_", "truth": "true_"}
+"""The column prefix of each source's counts in ``counts.csv``."""
+
+
+def count_populations(
+    setting: Populations | str | None,
+    rows: list[dict[str, Any]],
+    sizes: list[dict[str, tuple[np.ndarray, np.ndarray]]],
+    pixel_size: float | None,
+) -> Populations | None:
+    """Each row's live and dead nuclei per population, from every source's (diameters px, dead) of its image;
+    ``auto`` is fitted to the model's nuclei of the whole plate. None where no populations are reported."""
+    if setting is None:
+        return None
+    scale, unit = (pixel_size, "um") if pixel_size else (1.0, "px")
+    if setting == "auto":
+        pooled = np.concatenate([s["model"][0] for s in sizes]) if sizes else np.zeros(0)
+        populations = fit_populations(pooled * scale, unit)
+        fit = populations.fit or {}
+        verdict = f"{len(populations.ranges)} populations" if populations.ranges else "one population"
+        console.print(
+            f"populations=auto: {verdict} in {fit.get('nuclei', 0)} nuclei "
+            f"(Ashman's D {fit.get('ashman_d', float('nan')):.2f}, BIC one {fit.get('bic_one', float('nan')):.1f}, "
+            f"two {fit.get('bic_two', float('nan')):.1f})"
+            + (f", split at {fit['split_diameter']:.3g} {unit}" if "split_diameter" in fit else "")
+        )
+    else:
+        assert isinstance(setting, Populations)
+        populations = setting
+    for row, by_source in zip(rows, sizes, strict=True):
+        for source, (diameters, dead) in by_source.items():
+            row.update(populations.counts(diameters * scale, dead, SOURCE_PREFIX[source]))
+    return populations
+
+
 @dataclass
 class ImageResult:
-    """What one image gives: its row of ``counts.csv``, per-tile counts and detection scores by source, its maps."""
+    """What one image gives: its row of ``counts.csv``, per-tile counts and detection scores by source, its maps,
+    and each source's nucleus diameters (px) and dead flags, which populations are counted from."""
 
     row: dict[str, Any]
     tiles: dict[str, np.ndarray]
     detection: dict[str, dict[str, float]]
     probs: np.ndarray
     nuclei: Nuclei
+    sizes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+def _sizes(nuclei: Nuclei) -> tuple[np.ndarray, np.ndarray]:
+    return nucleus_diameters(nuclei.instances, len(nuclei.dead)), nuclei.dead
 
 
 def _predict_one(
@@ -393,6 +448,7 @@ def _predict_one(
     row["diameter_px"] = round(nuclei.diameter, 2) if nuclei.diameter else None
     row["rescale"] = round(factor, 4)
     tiles = {"model": per_tile_counts(nuclei, raw.shape, cfg.count_tile)}
+    diameters = {"model": _sizes(nuclei)}
     detection: dict[str, dict[str, float]] = {}
     if truth.counts is not None:
         row["true_live"], row["true_dead"] = (int(v) for v in truth.counts[image.well, image.time])
@@ -400,6 +456,7 @@ def _predict_one(
     found_true = true_nuclei(image, true_instances)
     if found_true is not None:
         tiles["truth"] = per_tile_counts(found_true, raw.shape, cfg.count_tile)
+        diameters["truth"] = _sizes(found_true)
     if true_instances is not None:
         detection["model"] = match_nuclei(nuclei, true_instances)
     if stains:
@@ -412,6 +469,7 @@ def _predict_one(
         row["stain_live"], row["stain_dead"] = stain_counts["live"], stain_counts["dead"]
         row["stain_diameter_px"] = round(stain_diameter, 2) if stain_diameter else None
         tiles["stains"] = per_tile_counts(stain_nuclei, raw.shape, cfg.count_tile)
+        diameters["stains"] = _sizes(stain_nuclei)
         if true_instances is not None:
             detection["stains"] = match_nuclei(stain_nuclei, true_instances)
-    return ImageResult(row, tiles, detection, probs, nuclei)
+    return ImageResult(row, tiles, detection, probs, nuclei, diameters)

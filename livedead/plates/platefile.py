@@ -231,25 +231,28 @@ def write_plate(
     channels: Sequence[str],
     death_hazard: np.ndarray | None = None,
     fields: int | None = None,
+    truth: bool = False,
 ) -> Iterator[PlateWriter]:
     """A new plate file of ``shape`` (wells, timepoints, channels, H, W), written under a temporary name
     and renamed into place when whole. ``death_hazard`` (per well) makes the truth datasets, which
-    the synthetic plate fills; ``fields`` makes the stitched field positions."""
+    the synthetic plate fills; ``truth`` makes them without one (a real plate with hand-drawn nuclei);
+    ``fields`` makes the stitched field positions."""
     w, t, _, h, wd = shape
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         images = f.create_dataset("images", shape, dtype, chunks=(1, 1, 1, h, wd))
         images.attrs["channels"] = list(channels)
         writer = PlateWriter(images)
-        if death_hazard is not None:
-            truth = f.create_group("truth")
+        if death_hazard is not None or truth:
+            group = f.create_group("truth")
             lzf = {"chunks": (1, 1, h, wd), "compression": "lzf"}
             writer.truth = {
-                "labels": truth.create_dataset("labels", (w, t, h, wd), np.uint8, **lzf),
-                "instances": truth.create_dataset("instances", (w, t, h, wd), np.uint32, **lzf),
-                "live_count": truth.create_dataset("live_count", (w, t), np.int64),
-                "dead_count": truth.create_dataset("dead_count", (w, t), np.int64),
+                "labels": group.create_dataset("labels", (w, t, h, wd), np.uint8, **lzf),
+                "instances": group.create_dataset("instances", (w, t, h, wd), np.uint32, **lzf),
+                "live_count": group.create_dataset("live_count", (w, t), np.int64),
+                "dead_count": group.create_dataset("dead_count", (w, t), np.int64),
             }
-            truth.create_dataset("death_hazard", data=death_hazard)
+            if death_hazard is not None:
+                group.create_dataset("death_hazard", data=death_hazard)
         if fields is not None:
             writer.positions = f.create_dataset(STITCH_POSITIONS, (w, t, fields, 2), np.int64)
             writer.positions.attrs["order"] = "row-major grid index (row * cols + col); (y, x) px"

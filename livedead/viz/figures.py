@@ -48,9 +48,54 @@ def save_figure(fig: Figure, path: Path) -> Path:
 
 
 def plot_counts(rows: list[dict[str, Any]], out: Path) -> None:
-    """``counts_over_time.png`` and ``dead_fraction.png`` of :func:`count_figures` in ``out``."""
+    """``counts_over_time.png`` and ``dead_fraction.png`` of :func:`count_figures` in ``out``, and
+    ``populations.png`` (:func:`population_figure`) where the rows are counted per population."""
     for name, fig in zip(("counts_over_time.png", "dead_fraction.png"), count_figures(rows), strict=True):
         save_figure(fig, out / name)
+    if population_names(rows):
+        save_figure(population_figure(rows), out / "populations.png")
+
+
+def population_names(rows: list[dict[str, Any]]) -> list[str]:
+    """The populations whose counts the rows carry (``<name>_live``, ``<name>_dead``, ``<name>_dead_fraction``)."""
+    keys = rows[0] if rows else {}
+    return [
+        k.removesuffix("_dead_fraction")
+        for k in keys
+        if k.endswith("_dead_fraction") and not k.startswith(("stain_", "true_"))
+    ]
+
+
+def population_figure(rows: list[dict[str, Any]]) -> Figure:
+    """Per population (a column each): live (solid) and dead (dashed) nuclei per well over time, and the dead
+    fraction beneath, with the stain-derived counts dotted where the rows carry them. A killing assay's
+    read-out is the targets' dead fraction: here it stands apart from the effectors'."""
+    names = population_names(rows)
+    wells = sorted({r["well"] for r in rows})
+    hours = all(r.get("time_h") is not None for r in rows)
+    fig = Figure(figsize=(4.2 * len(names), 6.5), dpi=110)
+    axes = fig.subplots(2, len(names), squeeze=False)
+    for j, pop in enumerate(names):
+        top, bottom = axes[0, j], axes[1, j]
+        for i, well in enumerate(wells):
+            rs = sorted((r for r in rows if r["well"] == well), key=lambda r: r["time"])
+            t = [r["time_h"] if hours else r["time"] for r in rs]
+            colour = f"C{i % 10}"
+            top.plot(t, [r[f"{pop}_live"] for r in rs], "-o", color=colour, ms=3, label=f"{well} live")
+            top.plot(t, [r[f"{pop}_dead"] for r in rs], "--s", color=colour, ms=3, label=f"{well} dead")
+            bottom.plot(t, [r[f"{pop}_dead_fraction"] for r in rs], "-o", color=colour, ms=3, label=well)
+            if f"stain_{pop}_dead_fraction" in rs[0]:
+                label = "stains" if i == 0 else None
+                bottom.plot(t, [r[f"stain_{pop}_dead_fraction"] for r in rs], ":", color=colour, label=label)
+        top.set(title=f"{pop}: live and dead nuclei", ylabel="nuclei")
+        bottom.set(title=f"{pop}: dead fraction", ylabel="dead fraction", ylim=(0, 1),
+                   xlabel="time (h)" if hours else "time point")  # fmt: skip
+        for a in (top, bottom):
+            a.xaxis.set_major_locator(MaxNLocator(integer=True))
+            a.grid(alpha=0.3)
+            a.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
 
 
 def count_figures(rows: list[dict[str, Any]]) -> tuple[Figure, Figure]:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from ome_zarr.io import parse_url
 from napari_ome_zarr import napari_get_reader
+from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 
 from livedead.data.tilefile import read_tile_attrs
@@ -215,3 +215,62 @@ def test_labels_into_an_ome_zarr_input_never_replace_its_data(tiny_ckpt, plate_p
     np.testing.assert_array_equal(open_zarr_plate(source).fields[0][0].read(1), before)
     assert not (tmp_path / "out" / "predictions.ome.zarr").exists()
     assert_one_line_error(run_cli("livedead.predict", *args), "already holds the labels 'livedead-classes'")
+
+
+@pytest.mark.slow
+def test_counts_per_population_in_the_table_the_figure_and_the_metrics(tiny_ckpt, plate_path, tmp_path):
+    """Ranges in µm (the synthetic plate records no pixel size: given): every counted nucleus is in one
+    population or unassigned, for the model, the stains and the truth; ``metrics.json`` sums them over the plate."""
+    out = tmp_path / "pred"
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={out}", "wells=[W01]",
+                   "progress=false", "save=none", "overlays=false", "pixel_size_um=0.65",
+                   "+populations.large.diameter_um=[5,100]", "+populations.small.diameter_um=[1,5]")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "counts.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    for prefix, total in (("", "total"), ("stain_", None), ("true_", None)):
+        for row in rows:
+            parts = sum(int(row[f"{prefix}{p}_{s}"]) for p in ("large", "small") for s in ("live", "dead"))
+            whole = int(row[total]) if total else int(row[f"{prefix}live"]) + int(row[f"{prefix}dead"])
+            assert parts + int(row[f"{prefix}unassigned"]) == whole, (prefix, row)
+    assert sum(int(r["stain_large_live"]) + int(r["stain_large_dead"]) for r in rows) > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    pops = metrics["populations"]
+    assert pops["definition"]["ranges"] == {"large": [5.0, 100.0], "small": [1.0, 5.0]}
+    assert pops["truth"]["large"]["dead"] == sum(int(r["true_large_dead"]) for r in rows)
+    assert set(pops) == {"definition", "model", "stains", "truth"}
+    assert (out / "populations.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("+populations.a.diameter_um=[3,10]", ["'populations'", "pixel size", "'pixel_size_um'"]),
+        ("populations=several", ["'populations'", "'auto'", "'several'"]),
+    ],
+)
+def test_populations_that_cannot_be_counted_are_one_line(tiny_ckpt, plate_path, tmp_path, override, fragments):
+    """Diameters in µm on a plate of unknown pixel size, or a setting that is no population, before any work."""
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={tmp_path / 'p'}",
+                   override)  # fmt: skip
+    assert_one_line_error(proc, *fragments)
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.slow
+def test_auto_populations_are_fitted_to_the_plate_and_recorded(tiny_ckpt, plate_path, tmp_path):
+    """``populations=auto`` on the synthetic plate (one kind of cell): the mixture is recorded in ``metrics.json``,
+    and, one population found, ``counts.csv`` gets no population columns."""
+    out = tmp_path / "pred"
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={out}", "wells=[W01]",
+                   "progress=false", "save=none", "overlays=false", "populations=auto")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "populations=auto: one population" in proc.stdout, proc.stdout
+    fit = json.loads((out / "metrics.json").read_text())["populations"]["definition"]
+    assert fit["unit"] == "px"  # the plate records no pixel size
+    assert fit["ranges"] == {}
+    assert fit["fit"]["nuclei"] > 20
+    with open(out / "counts.csv", newline="") as f:
+        assert not any(k.endswith("unassigned") for k in next(csv.DictReader(f)))
+    assert not (out / "populations.png").exists()

@@ -80,7 +80,10 @@ def test_counts_at_half_and_twice_the_magnification_within_10_percent_of_1x(coun
     """The issue's criterion. The tiny fit of the suite (base 4, 2 epochs) paints nuclei about 4 px
     across where they are 10: measured 1x 39, 0.5x 3 (44 on the network's grid: its blobs vanish
     on the image's half-size grid), 2x 32 (the network sees the resampled image's lower noise). A
-    model trained to its nuclei's size is needed to meet it; none is small enough for the suite."""
+    model trained to its nuclei's size is needed to meet it; none is small enough for the suite. Nor does the
+    suite's real one: the tiny U-Net of :func:`tests.conftest.train_scratch_model` (5 epochs on the scratch
+    assay's oblique light), on its 3 held-out frames resampled and predicted with their pixel size given,
+    counted 322 nuclei at 1x, 227 at 0.5x (-30 %) and 318 at 2x (-1 %), for 242 hand-drawn."""
     ref = counts["1.0x"]["total"]
     for k in ("0.5x", "2.0x"):
         assert abs(counts[k]["total"] - ref) <= 0.1 * ref, {k: v["total"] for k, v in counts.items()}
