@@ -40,6 +40,12 @@ from livedead.plates.sources import open_plate
 from livedead.plates.synthetic import PlateSpec, generate_plate
 
 ROOT = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one test process a core: one thread each, for it and the commands it starts,
+    # or their thread pools would take turns on the same cores
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 SLOW_FIXTURES = {"sweep", "scratch_model"}
 """Fixtures that run a multirun or a multi-epoch fit: a test that uses one is slow itself."""
 
