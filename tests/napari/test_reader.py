@@ -12,6 +12,7 @@ from livedead.napari.reader import get_reader, read_prediction_folder
 from livedead.plates.images import read_image
 
 
+@pytest.mark.slow  # the folder is a real predict run (seconds)
 def test_a_prediction_folder_opens_as_its_image_class_map_instances_and_counts(predictions):
     layers = get_reader(str(predictions))(str(predictions))
     assert [(kw["name"], kind) for _, kw, kind in layers] == [
