@@ -115,6 +115,7 @@ def score(assay: Path, test: list[str], predictions: Path) -> dict[str, float]:
     foreground = BinnedPRCurve(2)
     model_cov = {"true": 0, "found": 0, "split": 0}
     stain_cov = dict(model_cov)
+    pixels = np.zeros(3, np.int64)  # stain-labelled nucleus pixels, hand-drawn MCF-7 pixels, both
     with Progress(console=console) as bar:
         task = bar.add_task("scoring the held-out fields", total=len(test))
         for i in test:
@@ -125,6 +126,7 @@ def score(assay: Path, test: list[str], predictions: Path) -> dict[str, float]:
             probs = torch.from_numpy(tifffile.imread(predictions / f"{i}_t000_probs.ome.tif"))[None]
             label = torch.from_numpy(stains.astype(np.int64))[None]
             curves.update(probs, label)
+            pixels += [(stains > 0).sum(), (hand > 0).sum(), ((stains > 0) & (hand > 0)).sum()]
             foreground.update(torch.cat([probs[:, :1], 1 - probs[:, :1]], 1), (label > 0).long())
             instances = tifffile.imread(predictions / f"{i}_t000_nuclei.ome.tif")[1].astype(np.int64)
             for cov, nuclei in (
@@ -153,6 +155,8 @@ def score(assay: Path, test: list[str], predictions: Path) -> dict[str, float]:
         "stain_mcf7_recall": stain_cov["found"] / max(stain_cov["true"], 1),
         "stain_mcf7_split": stain_cov["split"] / max(stain_cov["true"], 1),
         "fields_without_nuclei": int(sum(rows[i]["total"] == 0 for i in test)),
+        "stain_px_in_mcf7": pixels[2] / max(pixels[0], 1),
+        "mcf7_px_stained": pixels[2] / max(pixels[1], 1),
     }
 
 
@@ -210,7 +214,9 @@ def main() -> None:
         f"checkpoint {ckpt}; prepare and train {trained / 60:.1f} min, all {(time.perf_counter() - start) / 60:.1f} min"
         f" ({os.cpu_count()} CPUs); the stain labels themselves on the hand-drawn MCF-7 nuclei: recall "
         f"{s['stain_mcf7_recall']:.3f}, split {s['stain_mcf7_split']:.3f}; fields with no nucleus counted: "
-        f"{s['fields_without_nuclei']} of {len(test)}"
+        f"{s['fields_without_nuclei']} of {len(test)}; of the stain-labelled nucleus pixels, "
+        f"{s['stain_px_in_mcf7']:.1%} lie in hand-drawn MCF-7 nuclei (the rest: NK nuclei, which are not drawn, and "
+        f"errors), and {s['mcf7_px_stained']:.1%} of the MCF-7 nuclei's pixels are labelled nucleus"
     )
     print(
         f"RESULT pr_auc_nucleus={s['pr_auc_nucleus']:.3f} pr_auc_dapi={s['pr_auc_dapi']:.3f} "
