@@ -19,8 +19,12 @@ hand) through the project's own commands, as a user runs them:
    centroid lies in it, split when two do; ``truth_coverage``), beside the same for the stain labels
    themselves, which bound what a model trained on them can reach.
 
+Training runs on the fields shrunk ``--downscale`` (2) times, which ``predict`` undoes by
+rescaling the full-size test fields to the checkpoint's pixel size: a try then fits in 10-16
+minutes of a shared 2-core CPU.
+
 ``python benchmarks/real_assay.py [--assay PATH] [--work DIR] [--test-days a,b] [--val-days c,d]
-[--train-fraction F] [-- key=value ...]``; prints one RESULT line.
+[--train-fraction F] [--downscale F] [-- key=value ...]``; prints one RESULT line.
 """
 
 from __future__ import annotations

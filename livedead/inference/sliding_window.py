@@ -13,6 +13,10 @@ Two ways to cover an image, both batched, with memory bounded by the batch and t
 proportionally smaller batches and memory stays bounded by the same number of pixels. The
 network runs in channels-last memory format, which halves the cost of its convolutions on a CPU.
 
+The image is normalised as the checkpoint records, once for the whole image, except per-tile
+``percentile`` normalisation, which scales each window between its own percentiles, as training
+scaled each tile: a day's dim and bright regions then reach the network as they did in training.
+
 Optional flip test-time augmentation averages the identity, horizontal, vertical and double flips.
 """
 
