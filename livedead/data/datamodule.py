@@ -28,7 +28,14 @@ from livedead.data.dataset import ON_BAD_CHUNK, TileBatches, TileLoader
 from livedead.data.preparation import prepare_synthetic
 from livedead.data.sampler import ChunkBatchSampler, Slice, chunk_segments
 from livedead.data.tilefile import TileFileInfo, fingerprint, image_statistics, inspect_tile_file
-from livedead.data.transforms import NORMALIZE_MODES, Normalization, dihedral_augment, normalize_
+from livedead.data.transforms import (
+    NORMALIZE_MODES,
+    IntensityAugment,
+    Normalization,
+    dihedral_augment,
+    intensity_augment,
+    normalize_,
+)
 from livedead.errors import LivedeadError
 
 OUTPUT_RING = 3  # normalised batches alive at once: the one in use, its backward, one spare
@@ -58,6 +65,17 @@ class TrainLoader(TileLoader):
         self.sampler.load_state_dict(state)
 
 
+def intensity_settings(intensity: dict[str, float] | None) -> IntensityAugment | None:
+    """The ``data.intensity`` settings, or one line naming the key that is not one of them."""
+    if not intensity:
+        return None
+    known = IntensityAugment.__dataclass_fields__
+    unknown = sorted(set(intensity) - set(known))
+    if unknown:
+        raise LivedeadError(f"config key 'data.intensity': expected keys of {sorted(known)}, found {unknown}")
+    return IntensityAugment(**intensity)
+
+
 class TileDataModule(L.LightningDataModule):
     """Chunk-aligned HDF5 batches for training and validation (see the module docstring).
 
@@ -74,6 +92,9 @@ class TileDataModule(L.LightningDataModule):
         stats_tiles: at most this many training tiles, in whole chunks spread over the split,
             estimate the ``dataset`` statistics.
         augment: random flips and 90-degree rotations of training batches.
+        intensity: :class:`~livedead.data.transforms.IntensityAugment` settings as a dict (contrast,
+            brightness, gamma, blur, blur_p) for training batches, after normalisation (with ``augment``);
+            None: none.
         num_workers, prefetch_factor, persistent_workers, pin_memory: DataLoader settings;
             ``pin_memory=None`` pins only when CUDA is available.
         synthetic: a :class:`livedead.plates.synthetic.PlateSpec` as a dict: if ``path`` does not exist,
@@ -97,6 +118,7 @@ class TileDataModule(L.LightningDataModule):
         percentiles: tuple[float, float] = (1.0, 99.0),
         stats_tiles: int = 20_000,
         augment: bool = True,
+        intensity: dict[str, float] | None = None,
         num_workers: int = 2,
         prefetch_factor: int = 4,
         persistent_workers: bool = True,
@@ -118,6 +140,8 @@ class TileDataModule(L.LightningDataModule):
         self.hparams.path = str(path)  # plain types only: checkpoints load with weights_only=True
         self.hparams.percentiles = list(percentiles)
         self.path = Path(path)
+        self.hparams.intensity = {str(k): float(v) for k, v in intensity.items()} if intensity else None
+        self.intensity = intensity_settings(self.hparams.intensity)
         self.info: TileFileInfo | None = None
         self.mean = 0.0
         self.std = 1.0
@@ -286,7 +310,10 @@ class TileDataModule(L.LightningDataModule):
         label = batch["label"]
         trainer = self.trainer
         if self.hparams.augment and trainer is not None and trainer.training:
-            image, label = dihedral_augment(image, label, self._augment_generator(batch, trainer.current_epoch))
+            generator = self._augment_generator(batch, trainer.current_epoch)
+            image, label = dihedral_augment(image, label, generator)
+            if self.intensity is not None:
+                image = intensity_augment(image, self.intensity, generator)
         out = {"image": image, "label": label, "index": batch["index"]}
         if "skipped" in batch:  # a damaged chunk's batch, left out (on_bad_chunk=skip)
             out["skipped"] = batch["skipped"]

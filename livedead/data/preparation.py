@@ -74,6 +74,10 @@ class PrepareConfig:
     """``well`` or ``image``: validation holds out whole wells (or images)."""
     val_fraction: float = 0.1
     seed: int = 0
+    val_wells: list[str] | None = None
+    """These wells go to validation instead of a seeded random ``val_fraction`` of them (``split_by=well``):
+    a plate whose wells share conditions in groups (the fields of one experiment day) is validated on
+    whole groups, never on neighbours of its training wells."""
     channels: list[str] = field(default_factory=lambda: list(PLATE_CHANNELS))
     """Channel order of TIFFs, or of an HDF5 plate without ``attrs["channels"]``; a plate that names its
     channels is read by those names, and other ``channels`` than those (or this default) are refused."""
@@ -94,7 +98,8 @@ class PrepareConfig:
     benchmarks), still far more than training takes in."""
     keep_intermediate: bool = False
     """Keep ``<output>.all.h5``: every tile, before the multi-class filter; a rerun with other split
-    settings (``split_by``, ``val_fraction``, ``seed``, ``shuffle_chunks``) reuses it instead of labelling."""
+    settings (``split_by``, ``val_fraction``, ``val_wells``, ``seed``, ``shuffle_chunks``) reuses it instead
+    of labelling."""
     workers: int | None = None
     """Processes that label and tile images in parallel; None: one per CPU this process may use.
     The output is the same whatever the number (the images are stored in the planned order)."""
@@ -116,6 +121,8 @@ class PrepareConfig:
             raise LivedeadError(f"config key 'labels': expected 'stains' or 'truth', found {self.labels!r}")
         if self.split_by not in ("well", "image"):
             raise LivedeadError(f"config key 'split_by': expected 'well' or 'image', found {self.split_by!r}")
+        if self.val_wells is not None and self.split_by != "well":
+            raise LivedeadError(f"config key 'val_wells': expected split_by=well, found split_by={self.split_by}")
         if not 0.0 < self.val_fraction < 1.0:
             raise LivedeadError(f"config key 'val_fraction': expected in (0, 1), found {self.val_fraction}")
         tile_starts(self.tile, self.tile, self.stride)  # validates tile > 0 and stride > 0
@@ -208,6 +215,18 @@ def choose_split(units: np.ndarray, n_units: int, val_fraction: float, seed: int
     return val
 
 
+def given_split(wells: list[str], val_wells: list[str]) -> np.ndarray:
+    """Boolean mask over ``wells``: those named in ``val_wells`` (config key), which must be some, not all, of them."""
+    unknown = sorted(set(val_wells) - set(wells))
+    if unknown or not val_wells or set(val_wells) >= set(wells):
+        found = f"unknown wells {unknown}" if unknown else f"{len(set(val_wells))} of the {len(wells)} wells"
+        raise LivedeadError(
+            f"config key 'val_wells': expected some, not all, of the plate's wells ({', '.join(wells[:8])}"
+            f"{', ...' if len(wells) > 8 else ''}), found {found}"
+        )
+    return np.isin(np.array(wells), list(val_wells))
+
+
 @dataclass
 class Plan:
     """What prepare decides before it reads a pixel: the split, and the order the images go in."""
@@ -237,7 +256,10 @@ def plan_images(plate: Plate, cfg: PrepareConfig) -> Plan:
     else:
         units = np.array([w * plate.timepoints + t for w, t in plate.index])
         names = [f"image {w}/t{t}" for w in plate.wells for t in range(plate.timepoints)]
-    val_units = choose_split(units, len(names), cfg.val_fraction, cfg.seed, names)
+    if cfg.val_wells is not None:
+        val_units = given_split(plate.wells, cfg.val_wells)
+    else:
+        val_units = choose_split(units, len(names), cfg.val_fraction, cfg.seed, names)
     size = max(1, round(cfg.shuffle_chunks * cfg.chunk / tiles_per_image(plate.shape, cfg)))
     rng = np.random.default_rng([cfg.seed, 1])
     sides = []
@@ -406,7 +428,8 @@ def _stored_tiles(src: h5py.File, order: list[tuple[int, int]]) -> Iterator[Imag
 def _recipe(source: Path, cfg: PrepareConfig) -> str:
     """What the first pass's file depends on: the plate's fingerprint and the tiling and labelling settings."""
     settings = asdict(cfg)
-    for key in ("split_by", "val_fraction", "seed", "checksum", "shuffle_chunks", "keep_intermediate", "workers"):
+    split = ("split_by", "val_fraction", "val_wells", "seed", "shuffle_chunks")
+    for key in (*split, "checksum", "keep_intermediate", "workers"):
         settings.pop(key)
     settings.pop("progress")
     if source.is_dir():

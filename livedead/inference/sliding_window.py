@@ -13,6 +13,10 @@ Two ways to cover an image, both batched, with memory bounded by the batch and t
 proportionally smaller batches and memory stays bounded by the same number of pixels. The
 network runs in channels-last memory format, which halves the cost of its convolutions on a CPU.
 
+The image is normalised as the checkpoint records, once for the whole image, except per-tile
+``percentile`` normalisation, which scales each window between its own percentiles, as training
+scaled each tile: a day's dim and bright regions then reach the network as they did in training.
+
 Optional flip test-time augmentation averages the identity, horizontal, vertical and double flips.
 """
 
@@ -114,7 +118,9 @@ def predict_image(
     tile = model.tile
     if h < tile or w < tile:
         raise LivedeadError(f"image of {h}x{w} px: expected at least one {tile}x{tile} tile")
-    x = model.normalize(image)
+    # per-tile percentiles are each window's own, as training scaled each tile; other modes scale the image once
+    per_window = model.normalization.mode == "percentile"
+    x = torch.tensor(image, dtype=torch.float32) if per_window else model.normalize(image)
     if mode == "blend":
         if not 0 <= overlap < 1:
             raise LivedeadError(f"config key 'overlap': expected in [0, 1), found {overlap}")
@@ -142,6 +148,8 @@ def predict_image(
     for a in range(0, len(corners), per_batch):
         group = corners[a : a + per_batch]
         batch = torch.stack([x[y : y + size, x0 : x0 + size] for y, x0 in group])[:, None].to(device)
+        if per_window:
+            batch = normalize_(batch, model.normalization)
         probs = _probs(model.net, batch, tta).float().cpu().numpy()
         for (y, x0), p in zip(group, probs, strict=True):
             if weight is not None:

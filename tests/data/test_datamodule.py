@@ -189,6 +189,50 @@ def test_augmentation_only_in_training(tiles):
     assert all(probe.same["val"])
 
 
+def test_intensity_augmentation_changes_training_tiles_only(tiles):
+    """``data.intensity``: every training tile gets its own look (its pixels, in any order, are not the
+    normalised file's), validation tiles are as the file holds them."""
+    dm = TileDataModule(tiles, batch_size=20, num_workers=0, intensity={"contrast": 0.3, "gamma": 0.3, "blur": 1.0})
+    dm.setup()
+    with h5py.File(tiles) as f:
+        raw = torch.from_numpy(f["images"][:].astype(np.float32))
+
+    class Probe(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.same = {"train": [], "val": []}
+
+        def _check(self, batch, stage):
+            expected = dm.normalize(raw[batch["index"]]).flatten(1).sort(1).values  # flips keep a tile's pixels
+            same = torch.isclose(batch["image"].flatten(1).sort(1).values, expected, atol=1e-4).all(1)
+            self.same[stage] += same.tolist()
+
+        def training_step(self, batch, _):
+            self._check(batch, "train")
+            return (self.w - 1).pow(2).sum()
+
+        def validation_step(self, batch, _):
+            self._check(batch, "val")
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    probe = Probe()
+    L.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_train_batches=3, limit_val_batches=2,
+    ).fit(probe, datamodule=dm)  # fmt: skip
+    assert len(probe.same["train"]) == 60
+    assert not any(probe.same["train"])
+    assert all(probe.same["val"])
+
+
+def test_an_unknown_intensity_setting_is_one_line(tiles):
+    with pytest.raises(LivedeadError, match=r"config key 'data.intensity': expected keys of .*, found \['sharpen'\]"):
+        TileDataModule(tiles, intensity={"gamma": 0.2, "sharpen": 1.0})
+
+
 def test_optional_datasets_absent_counts_computed_and_cached(tmp_path):
     path = write_tiles(tmp_path / "bare.h5", extra=False)
     dm = TileDataModule(path, batch_size=20, num_workers=0)

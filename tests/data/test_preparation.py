@@ -1,4 +1,5 @@
 import os
+import re
 
 import h5py
 import numpy as np
@@ -312,3 +313,30 @@ def test_a_value_of_the_wrong_type_is_one_line(plate_path, out):
     proc = run_cli("livedead.prepare", f"input={plate_path}", f"output={out}", "tile=abc")
     assert_one_line_error(proc, "'tile'", "abc", "Integer")
     assert proc.returncode == 2
+
+
+def test_val_wells_hold_out_exactly_those_wells(plate_path, tmp_path):
+    """A plate whose wells come in groups (the fields of one experiment day) is validated on whole groups."""
+    out = tmp_path / "given.h5"
+    summary = prepare(plate_path, out, PrepareConfig(chunk=50, val_wells=["W02"], progress=False))
+    with h5py.File(out) as f:
+        wells = f["origin"][:, 0]
+        n_train = int(f.attrs["n_train"])
+        assert list(f.attrs["val_units"]) == ["well W02"]
+    assert set(wells[n_train:]) == {1}
+    assert 1 not in set(wells[:n_train])
+    assert summary.val_units == ["well W02"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "found"),
+    [
+        ({"val_wells": ["W09"]}, "found unknown wells ['W09']"),
+        ({"val_wells": ["W01", "W02", "W03"]}, "found 3 of the 3 wells"),
+        ({"val_wells": ["W01"], "split_by": "image"}, "split_by=well, found split_by=image"),
+    ],
+)
+def test_bad_val_wells_are_one_line(plate_path, tmp_path, overrides, found):
+    with pytest.raises(LivedeadError, match=r"config key 'val_wells': expected .*" + re.escape(found)):
+        prepare(plate_path, tmp_path / "t.h5", PrepareConfig(progress=False, **overrides))
+    assert not (tmp_path / "t.h5").exists()

@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from livedead.data.transforms import Normalization, dihedral_augment, normalize_
+from livedead.data.transforms import (
+    IntensityAugment,
+    Normalization,
+    dihedral_augment,
+    gaussian_blur,
+    intensity_augment,
+    normalize_,
+)
 from livedead.errors import LivedeadError
 
 
@@ -56,3 +63,48 @@ def test_augmentation_moves_image_and_label_together_and_is_seeded():
         assert sorted(a_image[i].flatten().tolist()) == sorted(image[i].flatten().tolist())
     b_image, _ = dihedral_augment(image, label, torch.Generator().manual_seed(3))
     torch.testing.assert_close(a_image, b_image)
+
+
+def test_intensity_augmentation_draws_each_tile_its_own_look_and_is_seeded():
+    torch.manual_seed(0)
+    image = torch.rand(32, 1, 24, 24)
+    before = image.clone()
+    settings = IntensityAugment(contrast=0.4, brightness=0.3, gamma=0.4, blur=2.0, blur_p=0.5)
+    a = intensity_augment(image, settings, torch.Generator().manual_seed(1))
+    assert a.shape == image.shape
+    assert torch.isfinite(a).all()
+    assert not torch.equal(a, image)
+    assert torch.equal(image, before)  # a new batch; the input left as it was
+    torch.testing.assert_close(a, intensity_augment(image, settings, torch.Generator().manual_seed(1)))
+    assert not torch.allclose(a, intensity_augment(image, settings, torch.Generator().manual_seed(2)))
+    stds = a.std(dim=(1, 2, 3))
+    assert stds.max() > 1.3 * stds.min()  # tiles drawn apart, not one change for the batch
+    off = intensity_augment(image, IntensityAugment(), torch.Generator().manual_seed(1))
+    torch.testing.assert_close(off, image)  # every part switched off: the batch as it was
+
+
+def test_contrast_and_gamma_keep_the_order_of_pixels_and_gamma_the_range():
+    image = torch.linspace(-1, 2, 100).view(1, 1, 10, 10).repeat(8, 1, 1, 1)
+    for settings in (IntensityAugment(gamma=0.5), IntensityAugment(contrast=0.5, brightness=0.5)):
+        out = intensity_augment(image, settings, torch.Generator().manual_seed(0))
+        assert (out.flatten(1).diff(dim=1) > 0).all()  # brighter stays brighter: nothing the labels see moves
+    out = intensity_augment(image, IntensityAugment(gamma=0.5), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.amin(dim=(1, 2, 3)), image.amin(dim=(1, 2, 3)))
+    torch.testing.assert_close(out.amax(dim=(1, 2, 3)), image.amax(dim=(1, 2, 3)))
+    assert (out[:, 0, 5, 5] - image[:, 0, 5, 5]).abs().max() > 0.05  # the middle is bent
+
+
+def test_gaussian_blur_keeps_the_mean_smooths_and_leaves_sigma_zero_alone():
+    x = torch.zeros(2, 1, 21, 21)
+    x[:, 0, 10, 10] = 1.0
+    out = gaussian_blur(x, torch.tensor([0.0, 1.5]), 5)
+    torch.testing.assert_close(out[0], x[0])
+    assert out[1].sum().item() == pytest.approx(1.0, abs=1e-5)
+    # the impulse response is the Gaussian of that sigma: neighbour over centre = exp(-1 / (2 sigma^2))
+    assert (out[1, 0, 10, 11] / out[1, 0, 10, 10]).item() == pytest.approx(torch.exp(torch.tensor(-1 / 4.5)).item())
+
+
+@pytest.mark.parametrize(("key", "value"), [("gamma", -0.1), ("blur", float("nan")), ("blur_p", 1.5)])
+def test_bad_intensity_settings_are_one_line(key, value):
+    with pytest.raises(LivedeadError, match=rf"config key 'data.intensity.{key}': expected"):
+        IntensityAugment(**{key: value})

@@ -64,3 +64,23 @@ def test_normalising_leaves_a_float32_image_as_it_was():
     x = model.normalize(image)
     assert float(x.mean()) == pytest.approx(2.0)
     assert (image == 120.0).all(), "the plate's image is not overwritten before its overlay is drawn"
+
+
+class Brightness(nn.Module):
+    """A network whose background logit is the input pixel itself: its output shows what input it saw."""
+
+    def forward(self, x):
+        return torch.cat([x, torch.zeros_like(x), torch.zeros_like(x)], 1)
+
+
+def test_percentile_normalisation_scales_each_window_as_training_scaled_each_tile():
+    """Training scales every 160-px tile between its own percentiles; so must prediction, window by window,
+    or the network sees a day's dim and bright regions otherwise than it learnt them."""
+    ramp = np.tile(np.linspace(0, 100, 160, dtype=np.float32), (160, 1))
+    image = np.concatenate([ramp, ramp * 3 + 5000], axis=1)  # two windows, the second brighter and more contrasted
+    model = LoadedModel(Brightness(), ["background", "dapi", "cy5"], Normalization("percentile"), 160, 16)
+    probs = predict_image(model, image, overlap=0.0, blending="constant")
+    np.testing.assert_allclose(probs[:, :, :160], probs[:, :, 160:], atol=1e-5)
+    # each window spans its own 0..1 (its 1st to 99th percentile): P(background) = e^x / (e^x + 2)
+    assert probs[0, 0, 1] == pytest.approx(1 / 3, abs=0.01)
+    assert probs[0, 0, 158] == pytest.approx(np.e / (np.e + 2), abs=0.01)
