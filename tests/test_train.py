@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import livedead.train  # noqa: F401  (the command registers its config schema, which the configs compose with)
 from livedead.config.resolvers import run_dir
 from livedead.config.training import run
 from livedead.errors import LivedeadError
