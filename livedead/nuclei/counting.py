@@ -32,6 +32,8 @@ from livedead.errors import LivedeadError
 from livedead.nuclei.size import MIN_OF_LARGEST, NucleusSizes, sizes_of_mask, smallest_nucleus
 
 EIGHT = np.ones((3, 3), bool)
+OVERLAP_DIAMETERS = 3.0
+"""How far (in the largest nuclei's diameters) a band of rows is counted beyond its own rows (:class:`BandCounter`)."""
 MIN_DEPTH_PX = 0.8
 """Dips of a digital distance map shallower than this are its digitisation (steps of 1 and 1.41 px), not necks."""
 
@@ -40,7 +42,8 @@ MIN_DEPTH_PX = 0.8
 class Nuclei:
     """The nuclei of one image: instance labels (0 background, 1..n), centroids (n, 2) as (y, x), dead flags."""
 
-    instances: np.ndarray
+    instances: np.ndarray | None
+    """None where an image was counted band by band (:class:`BandCounter`): its labels were written out."""
     centroids: np.ndarray
     dead: np.ndarray
     diameter: float | None = None
@@ -141,9 +144,146 @@ def nuclei_from_probabilities(probs: np.ndarray, threshold: float | None, **opti
     split, not the argmax of a class-weighted network; None: the argmax); a nucleus is dead where
     its mean P(Cy5) / P(nucleus) exceeds one half.
     """
+    foreground, dead_map = probability_maps(probs, threshold)
+    return find_nuclei(foreground, dead_map=dead_map, **options)
+
+
+def probability_maps(probs: np.ndarray, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """What counting takes of the class probabilities (C, H, W): the foreground, and P(Cy5) / P(nucleus)."""
     nucleus = 1.0 - probs[0]
     foreground = probs.argmax(0) > 0 if threshold is None else nucleus > threshold
-    return find_nuclei(foreground, dead_map=probs[2] / np.maximum(nucleus, 1e-6), **options)
+    return foreground, probs[2] / np.maximum(nucleus, 1e-6)
+
+
+class BandCounter:
+    """The nuclei of an image whose foreground comes in bands of rows, top to bottom, counted each once.
+
+    Each band is counted on its rows and ``OVERLAP_DIAMETERS`` of the largest nuclei's diameters
+    above and below it, and keeps the nuclei whose centroid lies in its own rows: a nucleus cut by a
+    band's border is counted whole, by one band. A nucleus whose connected foreground lies inside
+    that window is found exactly as in the whole image (distances, split depths and areas are
+    local to it); one in a cluster of touching nuclei longer than the overlap may be split
+    otherwise, and is counted in :attr:`cut`, which the caller reports.
+
+    The nucleus sizes are ``diameter`` (and ``largest``) when given, else measured
+    (:func:`~livedead.nuclei.size.sizes_of_mask`) in the first band that shows a nucleus; bands
+    before it count none, as :func:`find_nuclei` does for a mask without one. An image in one band is
+    counted exactly as :func:`find_nuclei` counts it.
+
+    :meth:`add` and :meth:`finish` return the finished rows of the instance labels (1..n over the
+    whole image) and of the class map, as (first row, instances, classes); :meth:`nuclei` the result.
+    """
+
+    def __init__(
+        self, shape: tuple[int, int], diameter: float | None = None, largest: float | None = None, **options: float
+    ) -> None:
+        (self.height, width), self.options = shape, options
+        self.sizes = NucleusSizes(float(diameter), float(largest or diameter)) if diameter else None
+        self.overlap = 0
+        self.pending: list[tuple[int, int]] = []
+        """Bands received and not yet counted: (first row, end row)."""
+        self.start, self.fg, self.dead_map = 0, np.zeros((0, width), bool), np.zeros((0, width), np.float32)
+        """The foreground and dead maps held, from row ``start``."""
+        self.lab_start, self.lab = 0, np.zeros((0, width), np.int32)
+        """The instance labels of the rows not handed out yet, from row ``lab_start``."""
+        self.centroids: list[np.ndarray] = [np.zeros((0, 2))]
+        self.dead: list[np.ndarray] = [np.zeros(0, bool)]
+        self.n = 0
+        self.cut = 0
+        """Nuclei of clusters cut by a band's window: counted once, but maybe split otherwise than whole."""
+
+    def add(self, start: int, foreground: np.ndarray, dead_map: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """Take the next band's foreground and dead maps; return the label rows that are finished."""
+        if start != self.start + self.fg.shape[0]:
+            raise ValueError(f"band at row {start}: expected the band at row {self.start + self.fg.shape[0]}")
+        self.fg, self.dead_map = np.concatenate([self.fg, foreground]), np.concatenate([self.dead_map, dead_map])
+        end = start + foreground.shape[0]
+        if self.sizes is None:
+            self.sizes = sizes_of_mask(foreground)
+            if self.sizes is None:  # nothing that looks like a nucleus yet: these rows count none
+                return self._emit(end, end)
+            self.overlap = int(np.ceil(OVERLAP_DIAMETERS * self.sizes.largest))
+        elif not self.overlap:
+            self.overlap = int(np.ceil(OVERLAP_DIAMETERS * self.sizes.largest))
+        self.pending.append((start, end))
+        return self._count()
+
+    def finish(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """The rows still held, once the last band was added."""
+        if self.start + self.fg.shape[0] != self.height:
+            raise ValueError(f"expected rows up to {self.height}, found {self.start + self.fg.shape[0]}")
+        return self._count()
+
+    def nuclei(self) -> Nuclei:
+        """The nuclei counted: centroids (whole-image rows) and dead flags; their labels were handed out."""
+        found = Nuclei(None, np.concatenate(self.centroids), np.concatenate(self.dead))
+        found.diameter = self.sizes.typical if self.sizes is not None and self.n else None
+        return found
+
+    def _count(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        done: list[tuple[int, np.ndarray, np.ndarray]] = []
+        held = self.start + self.fg.shape[0]
+        while self.pending and min(self.pending[0][1] + self.overlap, self.height) <= held:
+            a, b = self.pending.pop(0)
+            self._count_band(a, b, max(self.start, a - self.overlap), min(held, b + self.overlap))
+            done += self._emit(b if b == self.height else b - self.overlap, b - self.overlap)
+        return done
+
+    def _count_band(self, a: int, b: int, e0: int, e1: int) -> None:
+        """Count rows ``e0:e1`` and keep the nuclei whose centroid lies in rows ``a:b``."""
+        assert self.sizes is not None
+        window = slice(e0 - self.start, e1 - self.start)
+        mask = self.fg[window]
+        found = find_nuclei(mask, self.sizes.typical, self.dead_map[window], largest=self.sizes.largest, **self.options)
+        assert found.instances is not None
+        rows = found.centroids[:, 0] + e0
+        own = (rows >= a) & (rows < b)
+        relabel = np.zeros(len(own) + 1, np.int32)
+        relabel[1:][own] = np.arange(self.n + 1, self.n + 1 + int(own.sum()))
+        ids = relabel[found.instances]
+        if e0 > 0 or e1 < self.height:  # owned nuclei of clusters that reach the window's cut edges
+            components, _ = ndimage.label(mask, structure=EIGHT)
+            edges = ([components[0]] if e0 > 0 else []) + ([components[-1]] if e1 < self.height else [])
+            touching = np.isin(components, np.setdiff1d(np.concatenate(edges), [0])) & (ids > 0)
+            self.cut += len(np.unique(ids[touching]))
+        grow = e1 - self.lab_start - self.lab.shape[0]
+        if grow > 0:
+            self.lab = np.concatenate([self.lab, np.zeros((grow, self.lab.shape[1]), np.int32)])
+        labels = self.lab[e0 - self.lab_start : e1 - self.lab_start]
+        labels[ids > 0] = ids[ids > 0]
+        self.centroids.append(found.centroids[own] + [e0, 0])
+        self.dead.append(found.dead[own])
+        self.n += int(own.sum())
+
+    def _emit(self, upto: int, keep_from: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """Hand out the label rows before ``upto`` and drop the foreground rows before ``keep_from``."""
+        drop = max(0, keep_from - self.start)
+        self.fg, self.dead_map, self.start = self.fg[drop:], self.dead_map[drop:], self.start + drop
+        n = upto - self.lab_start
+        if n <= 0:
+            return []
+        if n > self.lab.shape[0]:  # rows no band has counted (none showed a nucleus yet): no nuclei
+            self.lab = np.concatenate([self.lab, np.zeros((n - self.lab.shape[0], self.lab.shape[1]), np.int32)])
+        out, self.lab, first = self.lab[:n], self.lab[n:], self.lab_start
+        self.lab_start = upto
+        classes = np.zeros(self.n + 1, np.uint8)
+        classes[1:] = np.where(np.concatenate(self.dead), 2, 1)
+        return [(first, out, classes[out])]
+
+
+def count_in_bands(
+    probs: np.ndarray, threshold: float | None, rows: int, diameter: float | None = None, **options: float
+) -> tuple[Nuclei, np.ndarray, int]:
+    """Count a whole (C, H, W) probability map as :class:`BandCounter` counts it in bands of ``rows``:
+    the nuclei, their label image and the number of nuclei in clusters cut by a band's window."""
+    counter = BandCounter(probs.shape[1:], diameter, **options)
+    parts = []
+    for y in range(0, probs.shape[1], rows):
+        parts += counter.add(y, *probability_maps(probs[:, y : y + rows], threshold))
+    parts += counter.finish()
+    nuclei = counter.nuclei()
+    nuclei.instances = np.concatenate([p[1] for p in parts]) if parts else np.zeros(probs.shape[1:], np.int32)
+    return nuclei, nuclei.instances, counter.cut
 
 
 def stain_reference(class_map: np.ndarray, sizes: NucleusSizes | None, **options: float) -> Nuclei:
