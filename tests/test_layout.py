@@ -232,7 +232,7 @@ def test_each_file_format_has_one_owner():
     h5_owners = {
         "livedead.data.tilefile": "the tile file",
         "livedead.plates.platefile": "the plate file",
-        "livedead.inference.predictor": "the probabilities it writes (save=hdf5), read by no module",
+        "livedead.inference.outputs": "the probabilities predict writes (save=hdf5), read by no module",
     }
     attrs_owners = {"livedead.data.tilefile", "livedead.plates.platefile"}
     record = ("livedead", "class_names", "net", "normalization", "foreground_threshold", "validated", "held_out_wells",

@@ -210,7 +210,11 @@ class _Rows:
         self.start, end = y0, max(end, y0)
         y1 = self.image.shape[0] if self.whole else y1
         if y1 > end:
-            self.x = torch.cat([self.x, self.model.normalize(np.asarray(self.image[end:y1]))])
+            pixels = np.asarray(self.image[end:y1])
+            if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():
+                bad = int(np.count_nonzero(~np.isfinite(pixels)))
+                raise LivedeadError(f"rows {end} to {y1}: expected finite pixels, found {bad} NaN or infinite")
+            self.x = torch.cat([self.x, self.model.normalize(pixels)])
         return self.x
 
 
