@@ -34,6 +34,9 @@ from livedead.nuclei.size import MIN_OF_LARGEST, NucleusSizes, sizes_of_mask, sm
 EIGHT = np.ones((3, 3), bool)
 OVERLAP_DIAMETERS = 3.0
 """How far (in the largest nuclei's diameters) a band of rows is counted beyond its own rows (:class:`BandCounter`)."""
+SIZES_SAMPLE_PX = 16_000_000
+"""The nucleus sizes of an image counted in bands are measured in its first rows of this many pixels (a
+2700x3600 well whole: over a thousand nuclei, of which :func:`~livedead.nuclei.size.sizes_of_mask` samples 100)."""
 MIN_DEPTH_PX = 0.8
 """Dips of a digital distance map shallower than this are its digitisation (steps of 1 and 1.41 px), not necks."""
 
@@ -166,9 +169,11 @@ class BandCounter:
     otherwise, and is counted in :attr:`cut`, which the caller reports.
 
     The nucleus sizes are ``diameter`` (and ``largest``) when given, else measured
-    (:func:`~livedead.nuclei.size.sizes_of_mask`) in the first band that shows a nucleus; bands
-    before it count none, as :func:`find_nuclei` does for a mask without one. An image in one band is
-    counted exactly as :func:`find_nuclei` counts it.
+    (:func:`~livedead.nuclei.size.sizes_of_mask`) in the image's first rows of ``SIZES_SAMPLE_PX``
+    pixels, whatever the bands: the whole of an image up to that size, so that it is counted exactly
+    as :func:`find_nuclei` counts it, in one band or many; a larger one is counted the same in bands
+    of any height. (If those rows show no nucleus, the next rows are measured, and those rows count
+    none, as :func:`find_nuclei` counts none in a mask without one.)
 
     :meth:`add` and :meth:`finish` return the finished rows of the instance labels (1..n over the
     whole image) and of the class map, as (first row, instances, classes); :meth:`nuclei` the result.
@@ -198,14 +203,18 @@ class BandCounter:
             raise ValueError(f"band at row {start}: expected the band at row {self.start + self.fg.shape[0]}")
         self.fg, self.dead_map = np.concatenate([self.fg, foreground]), np.concatenate([self.dead_map, dead_map])
         end = start + foreground.shape[0]
-        if self.sizes is None:
-            self.sizes = sizes_of_mask(foreground)
-            if self.sizes is None:  # nothing that looks like a nucleus yet: these rows count none
-                return self._emit(end, end)
-            self.overlap = int(np.ceil(OVERLAP_DIAMETERS * self.sizes.largest))
-        elif not self.overlap:
-            self.overlap = int(np.ceil(OVERLAP_DIAMETERS * self.sizes.largest))
         self.pending.append((start, end))
+        if self.sizes is None:
+            first = self.pending[0][0]
+            rows = max(1, SIZES_SAMPLE_PX // max(1, foreground.shape[1]))
+            if end - first < rows and end < self.height:  # the sample is not all here yet
+                return []
+            self.sizes = sizes_of_mask(self.fg[first - self.start : first - self.start + rows])
+            if self.sizes is None:  # nothing that looks like a nucleus yet: these rows count none
+                self.pending.clear()
+                return self._emit(end, end)
+        if not self.overlap:
+            self.overlap = int(np.ceil(OVERLAP_DIAMETERS * self.sizes.largest))
         return self._count()
 
     def finish(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
