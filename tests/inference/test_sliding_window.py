@@ -1,12 +1,14 @@
 import h5py
 import numpy as np
 import pytest
+import tifffile
 import torch
 from torch import nn
 
 from livedead.data.transforms import Normalization
 from livedead.errors import LivedeadError
-from livedead.inference.sliding_window import LoadedModel, load_model, predict_image
+from livedead.inference.sliding_window import LoadedModel, load_model, predict_bands, predict_image
+from livedead.plates.images import read_image
 
 
 class Constant(nn.Module):
@@ -64,3 +66,29 @@ def test_normalising_leaves_a_float32_image_as_it_was():
     x = model.normalize(image)
     assert float(x.mean()) == pytest.approx(2.0)
     assert (image == 120.0).all(), "the plate's image is not overwritten before its overlay is drawn"
+
+
+@pytest.mark.parametrize(("mode", "window"), [("blend", None), ("crop", 192)])
+def test_bands_of_rows_put_together_are_the_whole_image_bit_for_bit(tiny_ckpt, tmp_path, mode, window):
+    """The same windows, batches and sums as the whole image, read from a TIFF a band at a time."""
+    model = load_model(tiny_ckpt)
+    image = np.random.default_rng(0).integers(1500, 2500, (333, 251)).astype(np.uint16)
+    whole = predict_image(model, image, mode=mode, window=window, margin=16, batch_size=5)
+    tifffile.imwrite(tmp_path / "a.tif", image, tile=(64, 64), compression="zlib", photometric="minisblack")
+    lazy, _ = read_image(tmp_path / "a.tif", lazy_px=0)
+    for source, rows in ((image, 7), (lazy[0], 100), (image, 333)):
+        bands = list(predict_bands(model, source, rows, mode=mode, window=window, margin=16, batch_size=5))
+        assert [y for y, _ in bands] == list(range(0, 333, rows))
+        np.testing.assert_array_equal(np.concatenate([p for _, p in bands], axis=1), whole)
+
+
+def test_bands_refuse_what_needs_the_whole_image():
+    """A model normalised by each image's percentiles sees the whole image or nothing; NaN rows name their rows."""
+    model = LoadedModel(Constant([0.0, 0.0, 0.0]), ["background", "dapi", "cy5"], Normalization("percentile"), 160, 16)
+    image = np.zeros((400, 200), np.float32)
+    assert predict_image(model, image).shape == (3, 400, 200)
+    with pytest.raises(LivedeadError, match="needs the whole image in one band, found bands of 100 rows"):
+        list(predict_bands(model, image, 100))
+    image[350, 10] = np.nan
+    with pytest.raises(LivedeadError, match="rows 320 to 400: expected finite pixels, found 1 NaN"):
+        list(predict_bands(constant_model(), image, 100, batch_size=1))
