@@ -5,10 +5,12 @@ channel is predicted in sliding windows (:mod:`livedead.inference.sliding_window
 map is counted (:mod:`livedead.nuclei.counting`), and the results are written to the output folder.
 An image of another pixel size than the checkpoint's is resampled to it for the network and its
 probabilities back to the image's grid, where it is counted (:mod:`livedead.inference.rescaling`).
-Written:
+An image of more than ``band_px`` pixels is all that in bands of rows, read lazily where it is a
+TIFF: predicted (``predict_bands``), counted (``BandCounter``) and written (:mod:`livedead.inference.outputs`)
+a band at a time; any other image is the same code in one band. Written:
 
-* per image: the class map (compressed TIFF) or the class probabilities (HDF5), and an RGB
-  overlay PNG (live nuclei green, dead nuclei red);
+* per image (:mod:`livedead.inference.outputs`): the class map (compressed TIFF), or the class
+  probabilities with it (OME-TIFF, HDF5), and an RGB overlay PNG (live nuclei green, dead nuclei red);
 * ``counts.csv``: one row per well and time point: live, dead, total, dead fraction, and the
   truth (and the count of the stain-derived labels) where the input carries them, and the factor
   the image was rescaled by to the checkpoint's pixel size (``rescale``, 1 for none);
