@@ -65,8 +65,11 @@ def read_image(
     if axes not in ("CYX", "YXC"):
         raise LivedeadError(f"config key 'tiff.axes': expected 'CYX' or 'YXC', found {axes!r}")
     if lazy_px is not None:
-        lazy = LazyImage.open(path, axes)
-        if lazy.shape[1] * lazy.shape[2] > lazy_px:
+        try:
+            lazy: LazyImage | None = LazyImage.open(path, axes)
+        except LivedeadError:  # reading it whole says what is wrong with it, in its own words
+            lazy = None
+        if lazy is not None and lazy.shape[1] * lazy.shape[2] > lazy_px:
             return lazy, _ome_meta_of(path) if is_ome_tiff(path) else ImageMeta()
     if is_ome_tiff(path):
         return _read_ome_tiff(path)

@@ -102,7 +102,9 @@ def test_a_large_tiff_is_opened_and_read_a_band_at_a_time(tmp_path):
         np.testing.assert_array_equal(whole, data)
     assert (meta.channel_names, meta.pixel_size_um) == (["BF", "DAPI", "Cy5"], 0.65)
     tifffile.imwrite(tmp_path / "stack.tif", np.zeros((2, 3, 40, 40), np.uint8), photometric="minisblack")
-    with pytest.raises(LivedeadError, match="stack.tif: expected an image of axes C, Y, X"):
+    with pytest.raises(LivedeadError, match="stack.tif: expected an image of axes C, Y, X, found"):
+        LazyImage.open(tmp_path / "stack.tif")
+    with pytest.raises(LivedeadError, match="stack.tif: expected a 2-D or 3-D CYX image"):  # as read whole
         read_image(tmp_path / "stack.tif", lazy_px=0)
 
 
