@@ -50,7 +50,8 @@ class ImageOutputs:
         self.prob_sinks: list[TiffBands | _Hdf5Rows] = []
         self.label_sinks: list[Any] = []
         c = len(class_names)
-        with ExitStack() as stack:
+        with ExitStack() as stack:  # files are renamed into place in the reverse order: the overlay last, as before
+            overlay = stack.enter_context(atomic_path(out / f"{name}_overlay.png")) if overlays else None
             if save == "ome-tiff":
                 path = stack.enter_context(atomic_path(out / f"{name}_probs.ome.tif"))
                 probs = TiffBands(path, (c, h, w), np.float32, [f"P({n})" for n in class_names], pixel_size_um)
@@ -66,9 +67,8 @@ class ImageOutputs:
                 hdf5 = stack.enter_context(_Hdf5Rows(path, (c, h, w)))
                 self.prob_sinks.append(hdf5)
                 self.label_sinks.append(_ClassesOnly(hdf5.classes))
-            if overlays:
-                path = stack.enter_context(atomic_path(out / f"{name}_overlay.png"))
-                self.label_sinks.append(stack.enter_context(_Overlay(path, image, rows or h)))
+            if overlay is not None:
+                self.label_sinks.append(stack.enter_context(_Overlay(overlay, image, rows or h)))
             self.stack = stack.pop_all()
 
     def __enter__(self) -> ImageOutputs:
