@@ -251,8 +251,18 @@ class _Band:
         done = self.out[:, :n].copy()
         if self.norm is not None:
             done /= self.norm[:n]
-        self.out = np.concatenate([self.out[:, n:], np.zeros_like(self.out[:, :n])], 1)
+        _shift_rows(self.out, n)
         if self.norm is not None:
-            self.norm = np.concatenate([self.norm[n:], np.zeros_like(self.norm[:n])])
+            _shift_rows(self.norm, n)
         self.start += n
         return done
+
+
+def _shift_rows(buffer: np.ndarray, n: int) -> None:
+    """Move a buffer's rows (its axis -2) up by ``n`` in place, zeros below: in blocks of ``n`` rows, whose
+    sources and destinations never overlap, so no second buffer is made."""
+    rows = buffer.shape[-2]
+    for y in range(0, rows - n, n):
+        end = min(y + n, rows - n)
+        buffer[..., y:end, :] = buffer[..., y + n : end + n, :]
+    buffer[..., max(0, rows - n) :, :] = 0
