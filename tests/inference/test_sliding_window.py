@@ -76,7 +76,7 @@ def test_bands_of_rows_put_together_are_the_whole_image_bit_for_bit(tiny_ckpt, t
     whole = predict_image(model, image, mode=mode, window=window, margin=16, batch_size=5)
     tifffile.imwrite(tmp_path / "a.tif", image, tile=(64, 64), compression="zlib", photometric="minisblack")
     lazy, _ = read_image(tmp_path / "a.tif", lazy_px=0)
-    for source, rows in ((image, 7), (lazy[0], 100), (image, 333)):
+    for source, rows in ((image, 7), (lazy[0], 100)):
         bands = list(predict_bands(model, source, rows, mode=mode, window=window, margin=16, batch_size=5))
         assert [y for y, _ in bands] == list(range(0, 333, rows))
         np.testing.assert_array_equal(np.concatenate([p for _, p in bands], axis=1), whole)
