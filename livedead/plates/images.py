@@ -133,9 +133,16 @@ class LazyImage:
         key = tuple(channel if a in "CS" else rows if a == "Y" else cols if a == "X" else 0 for a in self.axes)
         try:
             with tifffile.TiffFile(self.path) as tif, tif.series[0].aszarr() as store:
-                return np.asarray(zarr.open_array(store, mode="r")[key])
+                pixels = np.asarray(zarr.open_array(store, mode="r")[key])
         except Exception as err:
             raise LivedeadError(f"{self.path}: cannot be read: found {type(err).__name__}: {err}") from None
+        if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():
+            bad = int(np.count_nonzero(~np.isfinite(pixels)))
+            raise LivedeadError(
+                f"{self.path}: channel {channel}, rows {rows.start} to {rows.stop}: expected finite pixels, "
+                f"found {bad} NaN or infinite"
+            )
+        return pixels
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,13 @@ def test_a_large_tiff_is_opened_and_read_a_band_at_a_time(tmp_path):
         whole, _ = read_image(tmp_path / name, axes, lazy_px=300 * 200)
         np.testing.assert_array_equal(whole, data)
     assert (meta.channel_names, meta.pixel_size_um) == (["BF", "DAPI", "Cy5"], 0.65)
+    nan = np.zeros((2, 40, 40), np.float32)
+    nan[1, 30, 3] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", nan, photometric="minisblack")
+    lazy, _ = read_image(tmp_path / "nan.tif", lazy_px=0)
+    np.testing.assert_array_equal(lazy[1][:30], 0)
+    with pytest.raises(LivedeadError, match="nan.tif: channel 1, rows 20 to 40: expected finite pixels, found 1 NaN"):
+        lazy[1][20:40]
     tifffile.imwrite(tmp_path / "stack.tif", np.zeros((2, 3, 40, 40), np.uint8), photometric="minisblack")
     with pytest.raises(LivedeadError, match="stack.tif: expected an image of axes C, Y, X, found"):
         LazyImage.open(tmp_path / "stack.tif")
