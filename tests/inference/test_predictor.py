@@ -231,7 +231,7 @@ def test_a_well_larger_than_memory(tiny_ckpt, tmp_path):
     big.mkdir()
     big_tiff(big / "A1_t000.tif", crop, COPIES)
     args = [sys.executable, "-m", "livedead.predict", f"ckpt={tiny_ckpt}", f"input={big}",
-            f"output={tmp_path / 'big_out'}", "band_px=4000000", *settings]  # fmt: skip
+            f"output={tmp_path / 'big_out'}", "band_px=2000000", *settings]  # fmt: skip
     child = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(child.pid, 0)
     assert status == 0, child.stderr.read()[-3000:]
