@@ -47,6 +47,7 @@ from livedead.inference.rescaling import RESCALE_MODES, rescale_factor, to_image
 from livedead.inference.sliding_window import ImageRows, LoadedModel, load_model, predict_bands, predict_image
 from livedead.model.checkpoint import CheckpointRecord, read_checkpoint
 from livedead.nuclei.counting import (
+    MAX_REACH,
     BandCounter,
     Nuclei,
     match_nuclei,
@@ -316,8 +317,8 @@ def _predict_one(
         outputs.labels(*part)
     if counter.cut:
         console.print(
-            f"{well_names[image.well]}_t{image.time:03d}: {counter.cut} nuclei of clusters longer than a band's "
-            f"overlap ({counter.overlap} px): counted once each, but maybe split otherwise than in the whole image"
+            f"{well_names[image.well]}_t{image.time:03d}: {counter.cut} nuclei of foreground that reaches over "
+            f"{MAX_REACH} bands of rows: counted only that far (a larger config key 'band_px' reaches further)"
         )
     nuclei = counter.nuclei()
     row: dict[str, Any] = {"well": well_names[image.well], "time": image.time, **nuclei.counts()}

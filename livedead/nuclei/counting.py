@@ -32,8 +32,8 @@ from livedead.errors import LivedeadError
 from livedead.nuclei.size import MIN_OF_LARGEST, NucleusSizes, sizes_of_mask, smallest_nucleus
 
 EIGHT = np.ones((3, 3), bool)
-OVERLAP_DIAMETERS = 3.0
-"""How far (in the largest nuclei's diameters) a band of rows is counted beyond its own rows (:class:`BandCounter`)."""
+MAX_REACH = 8
+"""How many bands below its own a band of rows looks for the end of a piece of foreground (:class:`BandCounter`)."""
 SIZES_SAMPLE_PX = 16_000_000
 """The nucleus sizes of an image counted in bands are measured in its first rows of this many pixels (a
 2700x3600 well whole: over a thousand nuclei, of which :func:`~livedead.nuclei.size.sizes_of_mask` samples 100)."""
@@ -161,12 +161,13 @@ def probability_maps(probs: np.ndarray, threshold: float | None) -> tuple[np.nda
 class BandCounter:
     """The nuclei of an image whose foreground comes in bands of rows, top to bottom, counted each once.
 
-    Each band is counted on its rows and ``OVERLAP_DIAMETERS`` of the largest nuclei's diameters
-    above and below it, and keeps the nuclei whose centroid lies in its own rows: a nucleus cut by a
-    band's border is counted whole, by one band. A nucleus whose connected foreground lies inside
-    that window is found exactly as in the whole image (distances, split depths and areas are
-    local to it); one in a cluster of touching nuclei longer than the overlap may be split
-    otherwise, and is counted in :attr:`cut`, which the caller reports.
+    Each band counts the connected pieces of foreground (8-connected) whose top row lies in its rows,
+    whole: it looks below its rows as far as they reach, and one row above them, which tells a piece
+    that starts in it from one that comes from above. Everything :func:`find_nuclei` computes
+    (distances, split depths, the watershed, areas, dead fractions) is local to a piece, so every
+    nucleus, cut by a band's border or not, is found once and as in the whole image. A piece that
+    reaches further than ``MAX_REACH`` bands (a confluent sheet) is counted as far as that, and its
+    nuclei in :attr:`cut`, which the caller reports.
 
     The nucleus sizes are ``diameter`` (and ``largest``) when given, else measured
     (:func:`~livedead.nuclei.size.sizes_of_mask`) in the image's first rows of ``SIZES_SAMPLE_PX``
@@ -184,7 +185,6 @@ class BandCounter:
     ) -> None:
         (self.height, width), self.options = shape, options
         self.sizes = NucleusSizes(float(diameter), float(largest or diameter)) if diameter else None
-        self.overlap = 0
         self.pending: list[tuple[int, int]] = []
         """Bands received and not yet counted: (first row, end row)."""
         self.start, self.fg, self.dead_map = 0, np.zeros((0, width), bool), np.zeros((0, width), np.float32)
@@ -195,7 +195,7 @@ class BandCounter:
         self.dead: list[np.ndarray] = [np.zeros(0, bool)]
         self.n = 0
         self.cut = 0
-        """Nuclei of clusters cut by a band's window: counted once, but maybe split otherwise than whole."""
+        """Nuclei of pieces that reach further than ``MAX_REACH`` bands, counted only that far."""
 
     def add(self, start: int, foreground: np.ndarray, dead_map: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """Take the next band's foreground and dead maps; return the label rows that are finished."""
@@ -212,9 +212,7 @@ class BandCounter:
             self.sizes = sizes_of_mask(self.fg[first - self.start : first - self.start + rows])
             if self.sizes is None:  # nothing that looks like a nucleus yet: these rows count none
                 self.pending.clear()
-                return self._emit(end, end)
-        if not self.overlap:
-            self.overlap = int(np.ceil(OVERLAP_DIAMETERS * self.sizes.largest))
+                return self._emit(end, end - 1)
         return self._count()
 
     def finish(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -231,34 +229,45 @@ class BandCounter:
 
     def _count(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
         done: list[tuple[int, np.ndarray, np.ndarray]] = []
-        held = self.start + self.fg.shape[0]
-        while self.pending and min(self.pending[0][1] + self.overlap, self.height) <= held:
-            a, b = self.pending.pop(0)
-            self._count_band(a, b, max(self.start, a - self.overlap), min(held, b + self.overlap))
-            done += self._emit(b if b == self.height else b - self.overlap, b - self.overlap)
+        while self.pending:
+            a, b = self.pending[0]
+            held = self.start + self.fg.shape[0]
+            e0 = max(0, a - 1)
+            pieces, n = ndimage.label(self.fg[e0 - self.start :], structure=EIGHT)
+            boxes = ndimage.find_objects(pieces)
+            tops = np.array([box[0].start for box in boxes], np.int64) + e0
+            bottoms = np.array([box[0].stop for box in boxes], np.int64) + e0
+            owned = np.zeros(n + 1, bool)
+            owned[1:] = (tops >= a) & (tops < b)  # a piece in row a - 1 comes from above, one below b is the next's
+            reach = int(bottoms[owned[1:]].max()) if owned.any() else b
+            if reach >= held and held < self.height and held - a < MAX_REACH * (b - a):
+                return done  # a piece of this band goes on below the rows here: wait for them
+            e1 = max(b, min(held, reach + 1))  # a row below the pieces, where the image goes on
+            self._count_band(e0, e1, pieces[: e1 - e0], owned, cut=reach >= e1 and e1 < self.height)
+            self.pending.pop(0)
+            done += self._emit(b, b - 1)
         return done
 
-    def _count_band(self, a: int, b: int, e0: int, e1: int) -> None:
-        """Count rows ``e0:e1`` and keep the nuclei whose centroid lies in rows ``a:b``."""
+    def _count_band(self, e0: int, e1: int, pieces: np.ndarray, owned: np.ndarray, cut: bool) -> None:
+        """Count rows ``e0:e1`` and keep the nuclei of the ``owned`` pieces (their labels in ``pieces``)."""
         assert self.sizes is not None
         window = slice(e0 - self.start, e1 - self.start)
         mask = self.fg[window]
         found = find_nuclei(mask, self.sizes.typical, self.dead_map[window], largest=self.sizes.largest, **self.options)
         assert found.instances is not None
-        rows = found.centroids[:, 0] + e0
-        own = (rows >= a) & (rows < b)
+        piece_of = np.zeros(len(found.dead) + 1, np.int64)
+        piece_of[found.instances[mask]] = pieces[mask]
+        own = owned[piece_of[1:]]
+        if cut:  # owned pieces that go on below the rows held: counted only this far
+            self.cut += int(own[np.isin(piece_of[1:], np.unique(pieces[-1]))].sum())
         relabel = np.zeros(len(own) + 1, np.int32)
         relabel[1:][own] = np.arange(self.n + 1, self.n + 1 + int(own.sum()))
         ids = relabel[found.instances]
-        if e0 > 0 or e1 < self.height:  # owned nuclei of clusters that reach the window's cut edges
-            components, _ = ndimage.label(mask, structure=EIGHT)
-            edges = ([components[0]] if e0 > 0 else []) + ([components[-1]] if e1 < self.height else [])
-            touching = np.isin(components, np.setdiff1d(np.concatenate(edges), [0])) & (ids > 0)
-            self.cut += len(np.unique(ids[touching]))
         grow = e1 - self.lab_start - self.lab.shape[0]
         if grow > 0:
             self.lab = np.concatenate([self.lab, np.zeros((grow, self.lab.shape[1]), np.int32)])
-        labels = self.lab[e0 - self.lab_start : e1 - self.lab_start]
+        skip = self.lab_start - e0  # the row above was handed out: no piece of this band is in it
+        labels, ids = self.lab[: e1 - self.lab_start], ids[skip:]
         labels[ids > 0] = ids[ids > 0]
         self.centroids.append(found.centroids[own] + [e0, 0])
         self.dead.append(found.dead[own])
@@ -278,21 +287,6 @@ class BandCounter:
         classes = np.zeros(self.n + 1, np.uint8)
         classes[1:] = np.where(np.concatenate(self.dead), 2, 1)
         return [(first, out, classes[out])]
-
-
-def count_in_bands(
-    probs: np.ndarray, threshold: float | None, rows: int, diameter: float | None = None, **options: float
-) -> tuple[Nuclei, np.ndarray, int]:
-    """Count a whole (C, H, W) probability map as :class:`BandCounter` counts it in bands of ``rows``:
-    the nuclei, their label image and the number of nuclei in clusters cut by a band's window."""
-    counter = BandCounter(probs.shape[1:], diameter, **options)
-    parts = []
-    for y in range(0, probs.shape[1], rows):
-        parts += counter.add(y, *probability_maps(probs[:, y : y + rows], threshold))
-    parts += counter.finish()
-    nuclei = counter.nuclei()
-    nuclei.instances = np.concatenate([p[1] for p in parts]) if parts else np.zeros(probs.shape[1:], np.int32)
-    return nuclei, nuclei.instances, counter.cut
 
 
 def stain_reference(class_map: np.ndarray, sizes: NucleusSizes | None, **options: float) -> Nuclei:
