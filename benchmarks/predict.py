@@ -1,4 +1,4 @@
-"""Benchmark: whole-well prediction against MONAI's ``sliding_window_inference``.
+"""Benchmark: whole-well prediction against MONAI's ``sliding_window_inference``, and in bands against whole.
 
 Predicts one 2700x3600 synthetic transmitted-light image with the same trained model three ways:
 MONAI (160 px windows, overlap 0.5, Gaussian), this project's default (the same settings), and
@@ -7,7 +7,13 @@ network in channels-last memory format; MONAI is timed as a user calls it (the n
 default layout) and, for transparency, with the same channels-last network. Prints seconds,
 the speed ratio, the fraction of pixels whose argmax agrees with MONAI's, and peak memory.
 
-    python benchmarks/predict.py [--ckpt PATH] [--batch 16]
+Then the whole command, ``livedead.predict`` on the same image as a TIFF, twice, each in a process of
+its own: in memory (``band_px=null``) and lazily in bands of ``--band-px`` pixels (the TIFF read a band
+at a time). Prints each one's wall time (interpreter start included, the same for both), the speed
+ratio in memory / lazy, each process's peak resident memory (``wait4``'s ``ru_maxrss``), and whether
+their counts and class maps agree.
+
+    python benchmarks/predict.py [--ckpt PATH] [--batch 16] [--band-px 4000000]
 
 Without ``--ckpt`` it trains the CPU U-Net (conf/model/unet_small.yaml) for two epochs on a small
 synthetic plate first, so the agreement is measured on a model that has learnt something.
@@ -16,6 +22,10 @@ synthetic plate first, so the agreement is measured on a model that has learnt s
 from __future__ import annotations
 
 import argparse
+import csv
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from functools import partial
@@ -23,6 +33,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import tifffile
 import torch
 from _common import RssSampler
 from monai.inferers import sliding_window_inference
@@ -61,10 +72,40 @@ def timed(fn):
     return out, seconds, rss.growth
 
 
+def predict_process(ckpt: Path, folder: Path, out: Path, band_px: str) -> tuple[float, float]:
+    """``livedead.predict`` in a process of its own: its wall time (s) and peak resident memory (MB)."""
+    args = [sys.executable, "-m", "livedead.predict", f"ckpt={ckpt}", f"input={folder}", f"output={out}",
+            "channels=[brightfield]", f"band_px={band_px}", "progress=false"]  # fmt: skip
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if status:
+        raise SystemExit(f"livedead.predict band_px={band_px} failed: {proc.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024  # kB on Linux
+
+
+def lazy_vs_in_memory(ckpt: Path, image: np.ndarray, tmp: Path, band_px: int) -> dict[str, float]:
+    """The whole command on one image, in memory and in bands; their counts and class maps must agree."""
+    folder = tmp / "tiff"
+    folder.mkdir()
+    tifffile.imwrite(folder / "A1_t000.tif", image, photometric="minisblack")
+    runs = {}
+    for name, setting in (("in_memory", "null"), ("lazy", str(band_px))):
+        runs[name] = predict_process(ckpt, folder, tmp / name, setting)
+    with open(tmp / "in_memory" / "counts.csv") as a, open(tmp / "lazy" / "counts.csv") as b:
+        same_counts = list(csv.DictReader(a)) == list(csv.DictReader(b))
+    maps = [tifffile.imread(tmp / name / "A1_t000_classes.tif") for name in runs]
+    (t_mem, peak_mem), (t_lazy, peak_lazy) = runs["in_memory"], runs["lazy"]
+    return {"t_mem": t_mem, "t_lazy": t_lazy, "peak_mem": peak_mem, "peak_lazy": peak_lazy,
+            "same": float(same_counts and np.array_equal(*maps))}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--band-px", type=int, default=4_000_000, help="pixels a band holds, for the lazy run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.ckpt or train_small(Path(tmp))
@@ -97,6 +138,7 @@ def main() -> None:
         _, t_monai_cl, m_monai_cl = timed(monai_channels_last)
         default, t_default, m_default = timed(ours)
         large, t_large, m_large = timed(partial(ours, mode="crop", window=480, margin=32))
+        lazy = lazy_vs_in_memory(ckpt, image, Path(tmp), args.band_px)
     ref_class = ref.argmax(0)
     agree = float((default.argmax(0) == ref_class).mean())
     large_agree = float((large.argmax(0) == ref_class).mean())
@@ -111,9 +153,17 @@ def main() -> None:
     for name, seconds, memory, agreement in rows:
         extra = f", speed x{t_monai / seconds:.2f}, argmax agreement {agreement:.4f}" if agreement is not None else ""
         print(f"{name:<62} {seconds:6.2f} s, peak +{memory / 1e6:.0f} MB{extra}")
+    rows_per_band = min(image.shape[0], args.band_px // image.shape[1])
+    print(f"livedead.predict in memory (band_px=null)                       {lazy['t_mem']:6.2f} s, "
+          f"peak {lazy['peak_mem']:.0f} MB")  # fmt: skip
+    print(f"livedead.predict lazily, bands of {rows_per_band} rows (band_px={args.band_px})      "
+          f"{lazy['t_lazy']:6.2f} s, peak {lazy['peak_lazy']:.0f} MB, counts and class map "
+          f"{'the same' if lazy['same'] else 'DIFFERENT'}")  # fmt: skip
     print(
         f"RESULT speed_vs_monai={t_monai / t_default:.2f} agreement={agree:.4f} "
-        f"large_speed_vs_monai={t_monai / t_large:.2f} large_agreement={large_agree:.4f}"
+        f"large_speed_vs_monai={t_monai / t_large:.2f} large_agreement={large_agree:.4f} "
+        f"lazy_vs_in_memory={lazy['t_mem'] / lazy['t_lazy']:.2f} lazy_peak_mb={lazy['peak_lazy']:.0f} "
+        f"in_memory_peak_mb={lazy['peak_mem']:.0f} lazy_same={int(lazy['same'])}"
     )
 
 

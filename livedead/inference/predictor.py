@@ -5,10 +5,12 @@ channel is predicted in sliding windows (:mod:`livedead.inference.sliding_window
 map is counted (:mod:`livedead.nuclei.counting`), and the results are written to the output folder.
 An image of another pixel size than the checkpoint's is resampled to it for the network and its
 probabilities back to the image's grid, where it is counted (:mod:`livedead.inference.rescaling`).
-Written:
+An image of more than ``band_px`` pixels is all that in bands of rows, read lazily where it is a
+TIFF: predicted (``predict_bands``), counted (``BandCounter``) and written (:mod:`livedead.inference.outputs`)
+a band at a time; any other image is the same code in one band. Written:
 
-* per image: the class map (compressed TIFF) or the class probabilities (HDF5), and an RGB
-  overlay PNG (live nuclei green, dead nuclei red);
+* per image (:mod:`livedead.inference.outputs`): the class map (compressed TIFF), or the class
+  probabilities with it (OME-TIFF, HDF5), and an RGB overlay PNG (live nuclei green, dead nuclei red);
 * ``counts.csv``: one row per well and time point: live, dead, total, dead fraction, and the
   truth (and the count of the stain-derived labels) where the input carries them, and the factor
   the image was rescaled by to the checkpoint's pixel size (``rescale``, 1 for none);
@@ -32,45 +34,43 @@ per-tile counts are kept only once every step of it has succeeded.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
-import tifffile
 import torch
-from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
 
 from livedead import CLASS_NAMES
 from livedead.data.tilefile import read_tile_attrs
 from livedead.errors import LivedeadError, one_line
-from livedead.files import atomic_path, check_output, remove_stale_temporaries
+from livedead.files import check_output, remove_stale_temporaries
 from livedead.inference.evaluation import write_counts, write_metrics
+from livedead.inference.outputs import ImageOutputs
 from livedead.inference.rescaling import RESCALE_MODES, rescale_factor, to_image_grid, to_model_grid
-from livedead.inference.sliding_window import LoadedModel, load_model, predict_image
+from livedead.inference.sliding_window import ImageRows, LoadedModel, load_model, predict_bands, predict_image
 from livedead.model.checkpoint import CheckpointRecord, read_checkpoint
 from livedead.nuclei.counting import (
+    MAX_REACH,
+    BandCounter,
     Nuclei,
     class_map_of,
     match_nuclei,
     nuclei_from_class_map,
     nuclei_from_instances,
-    nuclei_from_probabilities,
     per_tile_counts,
+    probability_maps,
     stain_reference,
 )
 from livedead.nuclei.labels import labels_from_stains
 from livedead.nuclei.populations import Populations, fit_populations, nucleus_diameters, parse_populations
 from livedead.nuclei.size import NucleusScale, image_sizes
-from livedead.plates.images import write_ome_tiff
 from livedead.plates.omezarr import PlateWriter, WellWriter, finish_plate, unfinish_plate
 from livedead.plates.platefile import PLATE_CHANNELS, PlateTruth
 from livedead.plates.sources import Plate, PlateImage, TiffLayout, open_plate
-from livedead.viz.overlays import nuclei_overlay
 
 SAVE_MODES = ("tiff", "ome-tiff", "ome-zarr", "hdf5", "none")
 """What ``predict`` writes per image besides the overlay (config key ``save``)."""
@@ -144,6 +144,10 @@ class PredictConfig:
     """Counts per population of nucleus size (:mod:`livedead.nuclei.populations`): ``{}`` none; ``auto``, a
     mixture fitted to the plate's log diameters, reported where clearly bimodal; or ranges in µm,
     ``+populations.target.diameter_um=[10,30] +populations.effector.diameter_um=[3,10]``."""
+    band_px: int | None = 16_000_000
+    """An image of more pixels than this is read lazily (TIFFs: a band of rows at a time), predicted,
+    counted and written in bands of ``band_px // width`` rows, so memory is bounded by a band, not the
+    image (a 2700x3600 well is one band); null: every image whole."""
 
     def validate(self) -> None:
         """The settings that would otherwise fail on every image, each with numpy's words instead of the key."""
@@ -153,6 +157,8 @@ class PredictConfig:
             raise LivedeadError(f"config key 'zarr_version': expected auto, 0.4 or 0.5, found {self.zarr_version!r}")
         if self.rescale not in RESCALE_MODES:
             raise LivedeadError(f"config key 'rescale': expected one of {RESCALE_MODES}, found {self.rescale!r}")
+        if self.band_px is not None and self.band_px < 1:
+            raise LivedeadError(f"config key 'band_px': expected >= 1 or null, found {self.band_px}")
         for key in ("tile", "count_tile", "batch_size"):
             if getattr(self, key) < 1:
                 raise LivedeadError(f"config key '{key}': expected >= 1, found {getattr(self, key)}")
@@ -168,35 +174,6 @@ def true_nuclei(image: PlateImage, instances: np.ndarray | None) -> Nuclei | Non
     if instances is not None:
         return nuclei_from_instances(instances, image.truth == 2 if image.truth is not None else None)
     return nuclei_from_class_map(image.truth) if image.truth is not None else None
-
-
-def save_outputs(
-    out: Path,
-    name: str,
-    probs: np.ndarray,
-    nuclei: Nuclei,
-    image: np.ndarray,
-    cfg: PredictConfig,
-    pixel_size_um: float | None = None,
-) -> None:
-    """The class map of the counted nuclei (TIFF), the probabilities with it (OME-TIFF or HDF5), and the overlay."""
-    class_map = class_map_of(nuclei)
-    if cfg.save == "ome-tiff":
-        with atomic_path(out / f"{name}_probs.ome.tif") as tmp:
-            write_ome_tiff(tmp, probs.astype(np.float32), [f"P({c})" for c in cfg.classes], pixel_size_um)
-        with atomic_path(out / f"{name}_nuclei.ome.tif") as tmp:
-            maps = np.stack([class_map.astype(np.uint32), nuclei.instances.astype(np.uint32)])
-            write_ome_tiff(tmp, maps, ["classes", "instances"], pixel_size_um)
-    elif cfg.save == "tiff":
-        with atomic_path(out / f"{name}_classes.tif") as tmp:
-            tifffile.imwrite(tmp, class_map, compression="zlib")
-    elif cfg.save == "hdf5":
-        with atomic_path(out / f"{name}_probs.h5") as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset("probs", data=probs.astype(np.float16), compression="gzip", chunks=True)
-            f.create_dataset("classes", data=class_map, compression="gzip", chunks=True)
-    if cfg.overlays:
-        with atomic_path(out / f"{name}_overlay.png") as tmp:
-            Image.fromarray(nuclei_overlay(image, nuclei.instances, nuclei.dead)).save(tmp)
 
 
 def held_out_wells(ckpt: Path) -> list[str]:
@@ -250,7 +227,7 @@ def run(
     model: LoadedModel = load_model(ckpt, device, cfg.tile)
     if model.class_names != list(cfg.classes):
         raise LivedeadError(f"{ckpt}: expected a model of classes {list(cfg.classes)}, found {model.class_names}")
-    plate, images = open_plate(source, cfg.channels, cfg.tiff)
+    plate, images = open_plate(source, cfg.channels, cfg.tiff, lazy_px=cfg.band_px)
     plate.require("brightfield")
     if cfg.wells == "held_out":
         wells = held_out_wells(ckpt)
@@ -298,17 +275,21 @@ def run(
                 well, current = None, plate.wells[image.well]
                 whole.add(current)
             try:
-                result = _predict_one(model, image, plate.wells, truth, stains, diameter, factor, cfg, device)
+                if image.error:
+                    raise LivedeadError(image.error)
+                raw = image.channels["brightfield"]
+                with ImageOutputs(out, name, raw, cfg.save, cfg.overlays, cfg.classes, plate.pixel_size_um,
+                                  band_rows(raw.shape, cfg.band_px)) as outputs:  # fmt: skip
+                    result = _predict_one(model, image, plate.wells, truth, stains, diameter, factor, cfg, device,
+                                          outputs)  # fmt: skip
                 if plate.time_interval_h is not None:
                     result.row["time_h"] = round(image.time * plate.time_interval_h, 4)
-                save_outputs(
-                    out, name, result.probs, result.nuclei, image.channels["brightfield"], cfg, plate.pixel_size_um
-                )
                 if zarr_out is not None:
+                    if result.probs is None or result.nuclei.instances is None:
+                        raise LivedeadError(_ONE_BAND.format(what="save=ome-zarr", shape=raw.shape))
                     if well is None:
-                        shape = image.channels["brightfield"].shape
                         times = sum(1 for w, _ in plate.index if w == image.well)
-                        well = zarr_out.well(plate.wells[image.well], times, shape, plate.pixel_size_um,
+                        well = zarr_out.well(plate.wells[image.well], times, raw.shape, plate.pixel_size_um,
                                              plate.time_interval_h)  # fmt: skip
                     nuclei = result.nuclei
                     well.write(image.time, result.probs, class_map_of(nuclei), nuclei.instances, nuclei.dead)
@@ -406,21 +387,54 @@ def count_populations(
     return populations
 
 
+def band_rows(shape: tuple[int, int], band_px: int | None) -> int:
+    """The rows of a band of an image: all of them for an image of at most ``band_px`` pixels."""
+    h, w = shape
+    return h if band_px is None or h * w <= band_px else max(1, band_px // w)
+
+
+_ONE_BAND = (
+    "{what}: an image of {shape[0]}x{shape[1]} px is predicted in bands (config key 'band_px'), and {what} "
+    "needs the whole image's maps: expected band_px=null or larger than its pixels"
+)
+"""The OME-Zarr output and the populations are made from a whole image's maps (its instance labels)."""
+
+
 @dataclass
 class ImageResult:
-    """What one image gives: its row of ``counts.csv``, per-tile counts and detection scores by source, its maps,
-    and each source's nucleus diameters (px) and dead flags, which populations are counted from."""
+    """What one image gives: its row of ``counts.csv``, per-tile counts and detection scores by source, and,
+    for an image of one band, its maps and each source's nucleus diameters (px) and dead flags, which
+    populations are counted from."""
 
     row: dict[str, Any]
     tiles: dict[str, np.ndarray]
     detection: dict[str, dict[str, float]]
-    probs: np.ndarray
+    probs: np.ndarray | None
+    """The class probabilities of an image predicted in one band (None: in bands, written out as they came)."""
     nuclei: Nuclei
     sizes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def _sizes(nuclei: Nuclei) -> tuple[np.ndarray, np.ndarray]:
+    assert nuclei.instances is not None
     return nucleus_diameters(nuclei.instances, len(nuclei.dead)), nuclei.dead
+
+
+def _probability_bands(
+    model: LoadedModel, raw: ImageRows, rows: int, factor: float, cfg: PredictConfig, device: str
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The class probabilities of an image on its own grid, a band of rows at a time; an image rescaled for
+    the network is one band."""
+    options = (cfg.mode, cfg.overlap, cfg.blending, cfg.window, cfg.margin, cfg.batch_size, cfg.tta, device)
+    if factor == 1.0:
+        yield from predict_bands(model, raw, rows, *options)
+        return
+    if rows < raw.shape[0]:
+        raise LivedeadError(
+            f"config key 'rescale': an image of {raw.shape[0]}x{raw.shape[1]} px is predicted in bands (config key "
+            f"'band_px'), and bands are not rescaled: expected rescale=off, or a pixel size the checkpoint's"
+        )
+    yield 0, to_image_grid(predict_image(model, to_model_grid(np.asarray(raw), factor), *options), raw.shape)
 
 
 def _predict_one(
@@ -433,22 +447,39 @@ def _predict_one(
     factor: float,
     cfg: PredictConfig,
     device: str,
+    outputs: ImageOutputs,
 ) -> ImageResult:
-    """One image's counts and maps; the network sees it rescaled by ``factor``, counting on its own grid."""
-    if image.error:
-        raise LivedeadError(image.error)
+    """One image's counts, its maps handed to ``outputs`` band by band; the network sees it rescaled by
+    ``factor``, counting on its own grid."""
     raw = image.channels["brightfield"]
-    seen = raw if factor == 1.0 else to_model_grid(raw, factor)
-    probs = predict_image(model, seen, cfg.mode, cfg.overlap, cfg.blending, cfg.window, cfg.margin,
-                          cfg.batch_size, cfg.tta, device)  # fmt: skip
-    if factor != 1.0:
-        probs = to_image_grid(probs, raw.shape)
-    nuclei = nuclei_from_probabilities(probs, model.foreground_threshold, diameter=diameter, **cfg.counting)
+    counter = BandCounter(raw.shape, diameter, **cfg.counting)
+    rows = band_rows(raw.shape, cfg.band_px)
+    one_band = rows >= raw.shape[0]
+    if cfg.populations and not one_band:
+        raise LivedeadError(_ONE_BAND.format(what="populations", shape=raw.shape))
+    kept, labels = None, []  # an image of one band keeps its maps (OME-Zarr output, populations)
+    for start, probs in _probability_bands(model, raw, rows, factor, cfg, device):
+        outputs.probs(start, probs)
+        kept = probs if one_band else None
+        for part in counter.add(start, *probability_maps(probs, model.foreground_threshold)):
+            outputs.labels(*part)
+            labels += [part[1]] if one_band else []
+    for part in counter.finish():
+        outputs.labels(*part)
+        labels += [part[1]] if one_band else []
+    if counter.cut:
+        console.print(
+            f"{well_names[image.well]}_t{image.time:03d}: {counter.cut} nuclei of foreground that reaches over "
+            f"{MAX_REACH} bands of rows: counted only that far (a larger config key 'band_px' reaches further)"
+        )
+    nuclei = counter.nuclei()
+    if one_band:  # the instance labels, numbered as the nuclei are (1..n)
+        nuclei.instances = np.concatenate(labels) if labels else np.zeros(raw.shape, np.int32)
     row: dict[str, Any] = {"well": well_names[image.well], "time": image.time, **nuclei.counts()}
     row["diameter_px"] = round(nuclei.diameter, 2) if nuclei.diameter else None
     row["rescale"] = round(factor, 4)
     tiles = {"model": per_tile_counts(nuclei, raw.shape, cfg.count_tile)}
-    diameters = {"model": _sizes(nuclei)}
+    diameters = {"model": _sizes(nuclei)} if one_band else {}
     detection: dict[str, dict[str, float]] = {}
     if truth.counts is not None:
         row["true_live"], row["true_dead"] = (int(v) for v in truth.counts[image.well, image.time])
@@ -459,7 +490,9 @@ def _predict_one(
         diameters["truth"] = _sizes(found_true)
     if true_instances is not None:
         detection["model"] = match_nuclei(nuclei, true_instances)
-    if stains:
+    if stains and not all(isinstance(image.channels[c], np.ndarray) for c in ("hoechst", "draq7")):
+        console.print(f"{row['well']}_t{image.time:03d}: read in bands: no stain-derived reference counts")
+    elif stains:
         hoechst, draq7 = image.channels["hoechst"], image.channels["draq7"]
         sizes = image_sizes(hoechst, draq7, diameter)
         stain_diameter = sizes.typical if sizes is not None else None
@@ -472,4 +505,4 @@ def _predict_one(
         diameters["stains"] = _sizes(stain_nuclei)
         if true_instances is not None:
             detection["stains"] = match_nuclei(stain_nuclei, true_instances)
-    return ImageResult(row, tiles, detection, probs, nuclei, diameters)
+    return ImageResult(row, tiles, detection, kept, nuclei, diameters)

@@ -32,6 +32,11 @@ from livedead.errors import LivedeadError
 from livedead.nuclei.size import MIN_OF_LARGEST, NucleusSizes, sizes_of_mask, smallest_nucleus
 
 EIGHT = np.ones((3, 3), bool)
+MAX_REACH = 8
+"""How many bands below its own a band of rows looks for the end of a piece of foreground (:class:`BandCounter`)."""
+SIZES_SAMPLE_PX = 16_000_000
+"""The nucleus sizes of an image counted in bands are measured in its first rows of this many pixels (a
+2700x3600 well whole: over a thousand nuclei, of which :func:`~livedead.nuclei.size.sizes_of_mask` samples 100)."""
 MIN_DEPTH_PX = 0.8
 """Dips of a digital distance map shallower than this are its digitisation (steps of 1 and 1.41 px), not necks."""
 
@@ -40,7 +45,8 @@ MIN_DEPTH_PX = 0.8
 class Nuclei:
     """The nuclei of one image: instance labels (0 background, 1..n), centroids (n, 2) as (y, x), dead flags."""
 
-    instances: np.ndarray
+    instances: np.ndarray | None
+    """None where an image was counted band by band (:class:`BandCounter`): its labels were written out."""
     centroids: np.ndarray
     dead: np.ndarray
     diameter: float | None = None
@@ -141,9 +147,146 @@ def nuclei_from_probabilities(probs: np.ndarray, threshold: float | None, **opti
     split, not the argmax of a class-weighted network; None: the argmax); a nucleus is dead where
     its mean P(Cy5) / P(nucleus) exceeds one half.
     """
+    foreground, dead_map = probability_maps(probs, threshold)
+    return find_nuclei(foreground, dead_map=dead_map, **options)
+
+
+def probability_maps(probs: np.ndarray, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """What counting takes of the class probabilities (C, H, W): the foreground, and P(Cy5) / P(nucleus)."""
     nucleus = 1.0 - probs[0]
     foreground = probs.argmax(0) > 0 if threshold is None else nucleus > threshold
-    return find_nuclei(foreground, dead_map=probs[2] / np.maximum(nucleus, 1e-6), **options)
+    return foreground, probs[2] / np.maximum(nucleus, 1e-6)
+
+
+class BandCounter:
+    """The nuclei of an image whose foreground comes in bands of rows, top to bottom, counted each once.
+
+    Each band counts the connected pieces of foreground (8-connected) whose top row lies in its rows,
+    whole: it looks below its rows as far as they reach, and one row above them, which tells a piece
+    that starts in it from one that comes from above. Everything :func:`find_nuclei` computes
+    (distances, split depths, the watershed, areas, dead fractions) is local to a piece, so every
+    nucleus, cut by a band's border or not, is found once and as in the whole image. A piece that
+    reaches further than ``MAX_REACH`` bands (a confluent sheet) is counted as far as that, and its
+    nuclei in :attr:`cut`, which the caller reports.
+
+    The nucleus sizes are ``diameter`` (and ``largest``) when given, else measured
+    (:func:`~livedead.nuclei.size.sizes_of_mask`) in the image's first rows of ``SIZES_SAMPLE_PX``
+    pixels, whatever the bands: the whole of an image up to that size, so that it is counted exactly
+    as :func:`find_nuclei` counts it, in one band or many; a larger one is counted the same in bands
+    of any height. (If those rows show no nucleus, the next rows are measured, and those rows count
+    none, as :func:`find_nuclei` counts none in a mask without one.)
+
+    :meth:`add` and :meth:`finish` return the finished rows of the instance labels (1..n over the
+    whole image) and of the class map, as (first row, instances, classes); :meth:`nuclei` the result.
+    """
+
+    def __init__(
+        self, shape: tuple[int, int], diameter: float | None = None, largest: float | None = None, **options: float
+    ) -> None:
+        (self.height, width), self.options = shape, options
+        self.sizes = NucleusSizes(float(diameter), float(largest or diameter)) if diameter else None
+        self.pending: list[tuple[int, int]] = []
+        """Bands received and not yet counted: (first row, end row)."""
+        self.start, self.fg, self.dead_map = 0, np.zeros((0, width), bool), np.zeros((0, width), np.float32)
+        """The foreground and dead maps held, from row ``start``."""
+        self.lab_start, self.lab = 0, np.zeros((0, width), np.int32)
+        """The instance labels of the rows not handed out yet, from row ``lab_start``."""
+        self.centroids: list[np.ndarray] = [np.zeros((0, 2))]
+        self.dead: list[np.ndarray] = [np.zeros(0, bool)]
+        self.n = 0
+        self.cut = 0
+        """Nuclei of pieces that reach further than ``MAX_REACH`` bands, counted only that far."""
+
+    def add(self, start: int, foreground: np.ndarray, dead_map: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """Take the next band's foreground and dead maps; return the label rows that are finished."""
+        if start != self.start + self.fg.shape[0]:
+            raise ValueError(f"band at row {start}: expected the band at row {self.start + self.fg.shape[0]}")
+        self.fg, self.dead_map = np.concatenate([self.fg, foreground]), np.concatenate([self.dead_map, dead_map])
+        end = start + foreground.shape[0]
+        self.pending.append((start, end))
+        if self.sizes is None:
+            first = self.pending[0][0]
+            rows = max(1, SIZES_SAMPLE_PX // max(1, foreground.shape[1]))
+            if end - first < rows and end < self.height:  # the sample is not all here yet
+                return []
+            self.sizes = sizes_of_mask(self.fg[first - self.start : first - self.start + rows])
+            if self.sizes is None:  # nothing that looks like a nucleus yet: these rows count none
+                self.pending.clear()
+                return self._emit(end, end - 1)
+        return self._count()
+
+    def finish(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """The rows still held, once the last band was added."""
+        if self.start + self.fg.shape[0] != self.height:
+            raise ValueError(f"expected rows up to {self.height}, found {self.start + self.fg.shape[0]}")
+        return self._count()
+
+    def nuclei(self) -> Nuclei:
+        """The nuclei counted: centroids (whole-image rows) and dead flags; their labels were handed out."""
+        found = Nuclei(None, np.concatenate(self.centroids), np.concatenate(self.dead))
+        found.diameter = self.sizes.typical if self.sizes is not None and self.n else None
+        return found
+
+    def _count(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        done: list[tuple[int, np.ndarray, np.ndarray]] = []
+        while self.pending:
+            a, b = self.pending[0]
+            held = self.start + self.fg.shape[0]
+            e0 = max(0, a - 1)
+            pieces, n = ndimage.label(self.fg[e0 - self.start :], structure=EIGHT)
+            boxes = ndimage.find_objects(pieces)
+            tops = np.array([box[0].start for box in boxes], np.int64) + e0
+            bottoms = np.array([box[0].stop for box in boxes], np.int64) + e0
+            owned = np.zeros(n + 1, bool)
+            owned[1:] = (tops >= a) & (tops < b)  # a piece in row a - 1 comes from above, one below b is the next's
+            reach = int(bottoms[owned[1:]].max()) if owned.any() else b
+            if reach >= held and held < self.height and held - a < MAX_REACH * (b - a):
+                return done  # a piece of this band goes on below the rows here: wait for them
+            e1 = max(b, min(held, reach + 1))  # a row below the pieces, where the image goes on
+            self._count_band(e0, e1, pieces[: e1 - e0], owned, cut=reach >= e1 and e1 < self.height)
+            self.pending.pop(0)
+            done += self._emit(b, b - 1)
+        return done
+
+    def _count_band(self, e0: int, e1: int, pieces: np.ndarray, owned: np.ndarray, cut: bool) -> None:
+        """Count rows ``e0:e1`` and keep the nuclei of the ``owned`` pieces (their labels in ``pieces``)."""
+        assert self.sizes is not None
+        window = slice(e0 - self.start, e1 - self.start)
+        mask = self.fg[window]
+        found = find_nuclei(mask, self.sizes.typical, self.dead_map[window], largest=self.sizes.largest, **self.options)
+        assert found.instances is not None
+        piece_of = np.zeros(len(found.dead) + 1, np.int64)
+        piece_of[found.instances[mask]] = pieces[mask]
+        own = owned[piece_of[1:]]
+        if cut:  # owned pieces that go on below the rows held: counted only this far
+            self.cut += int(own[np.isin(piece_of[1:], np.unique(pieces[-1]))].sum())
+        relabel = np.zeros(len(own) + 1, np.int32)
+        relabel[1:][own] = np.arange(self.n + 1, self.n + 1 + int(own.sum()))
+        ids = relabel[found.instances]
+        grow = e1 - self.lab_start - self.lab.shape[0]
+        if grow > 0:
+            self.lab = np.concatenate([self.lab, np.zeros((grow, self.lab.shape[1]), np.int32)])
+        skip = self.lab_start - e0  # the row above was handed out: no piece of this band is in it
+        labels, ids = self.lab[: e1 - self.lab_start], ids[skip:]
+        labels[ids > 0] = ids[ids > 0]
+        self.centroids.append(found.centroids[own] + [e0, 0])
+        self.dead.append(found.dead[own])
+        self.n += int(own.sum())
+
+    def _emit(self, upto: int, keep_from: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """Hand out the label rows before ``upto`` and drop the foreground rows before ``keep_from``."""
+        drop = max(0, keep_from - self.start)
+        self.fg, self.dead_map, self.start = self.fg[drop:], self.dead_map[drop:], self.start + drop
+        n = upto - self.lab_start
+        if n <= 0:
+            return []
+        if n > self.lab.shape[0]:  # rows no band has counted (none showed a nucleus yet): no nuclei
+            self.lab = np.concatenate([self.lab, np.zeros((n - self.lab.shape[0], self.lab.shape[1]), np.int32)])
+        out, self.lab, first = self.lab[:n], self.lab[n:], self.lab_start
+        self.lab_start = upto
+        classes = np.zeros(self.n + 1, np.uint8)
+        classes[1:] = np.where(np.concatenate(self.dead), 2, 1)
+        return [(first, out, classes[out])]
 
 
 def stain_reference(class_map: np.ndarray, sizes: NucleusSizes | None, **options: float) -> Nuclei:

@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,8 @@ class PlateImage:
 
     well: int
     time: int
-    channels: dict[str, np.ndarray]
+    channels: dict[str, Any]
+    """(H, W) numpy arrays, or for a TIFF opened lazily :class:`~livedead.plates.images.ChannelRows`."""
     truth: np.ndarray | None = None
     error: str | None = None
     """Why this image could not be read; the iterator goes on to the next one."""
@@ -80,6 +82,10 @@ class ImageReader:
     dtype: np.dtype | None = None
     """A folder's pixel type, the first image's: every image must have it, or it would be cast
     silently into buffers made for the first."""
+    lazy_px: int | None = None
+    """A folder's TIFF of more pixels than this a channel is not read but opened: its channels are
+    :class:`~livedead.plates.images.ChannelRows`, read a band of rows at a time (their pixels unchecked
+    here: the reader of the rows checks them)."""
 
     def __call__(self, index: tuple[int, int]) -> PlateImage:
         w, t = index
@@ -87,10 +93,11 @@ class ImageReader:
             return self._zarr_image(w, t)
         if self.files is not None:
             try:
-                data, _ = _read(self.files[w, t], self.names, self.layout or TiffLayout())
+                data, _ = _read(self.files[w, t], self.names, self.layout or TiffLayout(), self.lazy_px)
             except LivedeadError as err:
                 return PlateImage(w, t, {}, error=str(err))
-            error = self._other_dtype(data, index) or _not_finite(data, str(self.files[w, t]))
+            in_memory = {k: v for k, v in data.items() if isinstance(v, np.ndarray)}
+            error = self._other_dtype(data, index) or _not_finite(in_memory, str(self.files[w, t]))
             return PlateImage(w, t, data, error=error)
         where = f"{self.source}: image (well {w}, time {t}) of '/{self.images_key}'"
         try:
@@ -114,7 +121,7 @@ class ImageReader:
             return PlateImage(w, t, {}, error=f"{where}: time {t} cannot be read: found {type(err).__name__}: {err}")
         return PlateImage(w, t, channels, error=_not_finite(channels, where))
 
-    def _other_dtype(self, channels: dict[str, np.ndarray], index: tuple[int, int]) -> str | None:
+    def _other_dtype(self, channels: dict[str, Any], index: tuple[int, int]) -> str | None:
         """Why a folder's image cannot join its plate: pixels of another type than the first image's."""
         assert self.files is not None
         found = next((c.dtype for c in channels.values() if c.dtype != self.dtype), None)
@@ -177,16 +184,17 @@ def open_plate(
     channels: Sequence[str] | None = PLATE_CHANNELS,
     tiff: TiffLayout | None = None,
     images_key: str = "images",
+    lazy_px: int | None = None,
 ) -> tuple[Plate, Iterator[PlateImage]]:
     """Describe a plate and return a lazy iterator over its images, in plate order (any one image:
-    ``plate.reader((well, time))``)."""
+    ``plate.reader((well, time))``); a folder's TIFFs of more than ``lazy_px`` pixels are opened, not read."""
     path = Path(path)
     if not path.exists():
         raise LivedeadError(f"{path}: file not found")
     if is_zarr(path):
         return _zarr_plate(path, channels, tiff or TiffLayout())
     if path.is_dir():
-        return _folder_plate(path, channels, tiff or TiffLayout())
+        return _folder_plate(path, channels, tiff or TiffLayout(), lazy_px)
     return _hdf5_plate(path, channels, images_key)
 
 
@@ -211,7 +219,7 @@ def _hdf5_plate(path: Path, channels: Sequence[str] | None, images_key: str) -> 
 
 
 def _folder_plate(
-    folder: Path, channels: Sequence[str] | None, layout: TiffLayout
+    folder: Path, channels: Sequence[str] | None, layout: TiffLayout, lazy_px: int | None = None
 ) -> tuple[Plate, Iterator[PlateImage]]:
     if not channels:
         raise LivedeadError(f"{folder}: an image folder needs config key 'channels' to name the channel roles")
@@ -225,7 +233,7 @@ def _folder_plate(
         raise LivedeadError(f"{folder}: expected image files matching {layout.pattern!r}, found none")
     wells = sorted({w for w, _, _ in found})
     times = sorted({t for _, t, _ in found})
-    first, meta = _read(found[0][2], channels, layout)
+    first, meta = _read(found[0][2], channels, layout, lazy_px)
     files = {(wells.index(w), times.index(t)): p for w, t, p in found}
     dtype = next(iter(first.values())).dtype
     plate = Plate(
@@ -239,7 +247,7 @@ def _folder_plate(
         n_images=len(found),
         index=sorted(files),
         pixel_size_um=meta.pixel_size_um,
-        reader=ImageReader(folder, list(channels), files=files, layout=layout, dtype=dtype),
+        reader=ImageReader(folder, list(channels), files=files, layout=layout, dtype=dtype, lazy_px=lazy_px),
     )
     return plate, map(plate.reader, plate.index)
 
@@ -276,6 +284,8 @@ def _zarr_plate(path: Path, channels: Sequence[str] | None, layout: TiffLayout) 
     return plate, map(plate.reader, plate.index)
 
 
-def _read(path: Path, channels: Sequence[str], layout: TiffLayout) -> tuple[dict[str, np.ndarray], ImageMeta]:
-    data, meta = read_image(path, layout.axes)
+def _read(
+    path: Path, channels: Sequence[str], layout: TiffLayout, lazy_px: int | None = None
+) -> tuple[dict[str, Any], ImageMeta]:
+    data, meta = read_image(path, layout.axes, lazy_px)
     return pick_channels(data, meta, channels, layout.channel_names, path, "tiff.channel_names"), meta

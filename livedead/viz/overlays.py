@@ -7,6 +7,8 @@ overlays show the counted nuclei: live green, dead red.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 from skimage.segmentation import find_boundaries
@@ -14,14 +16,64 @@ from skimage.segmentation import find_boundaries
 GREEN, RED, BLUE = (np.array(c, np.float32) for c in ((0.1, 0.9, 0.1), (1.0, 0.1, 0.1), (0.15, 0.35, 1.0)))
 
 
-def to_grey(image: np.ndarray) -> np.ndarray:
-    """Scale an image to [0, 1] between its 1st and 99th percentiles.
+GREY_PERCENTILES = (1, 99)
+
+
+def to_grey(image: np.ndarray, levels: tuple[float, float] | None = None) -> np.ndarray:
+    """Scale an image to [0, 1] between ``levels``, by default its 1st and 99th percentiles.
 
     >>> to_grey(np.arange(101.0))[[0, 1, 50, 99, 100]].round(2).tolist()
     [0.0, 0.0, 0.5, 1.0, 1.0]
     """
-    lo, hi = np.percentile(image, (1, 99))
+    lo, hi = levels if levels is not None else np.percentile(image, GREY_PERCENTILES)
     return np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
+
+
+def grey_levels(bands: Iterable[np.ndarray], total_px: int, sample_px: int = 16_000_000) -> tuple[float, float]:
+    """The levels :func:`to_grey` takes by default, of an image of ``total_px`` pixels given a band of rows at
+    a time.
+
+    Pixels of 8 or 16 bits are counted in a histogram, from which the percentiles are exactly numpy's
+    (linear interpolation); other pixels are sampled (every few, so as to keep ``sample_px``), and
+    exact when the sample is all of them.
+
+    >>> x = np.random.default_rng(0).integers(0, 4000, (300, 200)).astype(np.uint16)
+    >>> grey_levels([x[:120], x[120:]], x.size) == tuple(np.percentile(x, GREY_PERCENTILES))
+    True
+    """
+    counts, low, sample = np.zeros(0, np.int64), 0, []
+    step = max(1, -(-total_px // sample_px))
+    for band in bands:
+        if np.issubdtype(band.dtype, np.integer) and band.dtype.itemsize <= 2:
+            lo = int(band.min()) if band.size else low
+            if counts.size and lo < low:  # the histogram starts at the smallest value seen
+                counts = np.concatenate([np.zeros(low - lo, np.int64), counts])
+            low = lo if not counts.size else min(lo, low)
+            found = np.bincount((band.astype(np.int64) - low).ravel())
+            counts = np.pad(counts, (0, max(0, found.size - counts.size)))
+            counts[: found.size] += found
+        else:
+            sample.append(np.asarray(band).ravel()[::step])
+    if sample:
+        lo, hi = np.percentile(np.concatenate(sample), GREY_PERCENTILES)
+        return float(lo), float(hi)
+    return _histogram_percentile(counts, low, GREY_PERCENTILES[0]), _histogram_percentile(
+        counts, low, GREY_PERCENTILES[1]
+    )
+
+
+def _histogram_percentile(counts: np.ndarray, low: int, q: float) -> float:
+    """numpy's ``percentile`` (linear method, as its ``_lerp`` computes it) of the values whose histogram,
+    from the value ``low``, is ``counts``."""
+    n = int(counts.sum())
+    cum = np.cumsum(counts)
+    index = np.float64(q) / 100 * (n - 1)
+    below = np.floor(index)
+    gamma = index - below
+    a = np.float64(np.searchsorted(cum, int(below), side="right") + low)
+    b = np.float64(np.searchsorted(cum, min(int(below) + 1, n - 1), side="right") + low)
+    diff = b - a
+    return float(b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma)
 
 
 def overlay(image: np.ndarray, label: np.ndarray, pred: np.ndarray, alpha: float = 0.55) -> np.ndarray:
@@ -59,9 +111,25 @@ def overlay_grid(
 def nuclei_overlay(image: np.ndarray, instances: np.ndarray, dead: np.ndarray) -> np.ndarray:
     """uint8 RGB of an image in grey with each counted nucleus outlined, green live and red dead,
     so that splits and merges show at a glance."""
-    rgb = np.repeat(to_grey(image)[..., None], 3, axis=-1)
-    edge = find_boundaries(instances, mode="inner")
-    colour = np.zeros((len(dead) + 1, 3), np.float32)
-    colour[1:] = np.where(dead[:, None], (1.0, 0.15, 0.15), (0.1, 0.9, 0.1))
-    rgb[edge] = colour[instances[edge]]
+    classes = np.zeros(len(dead) + 1, np.uint8)
+    classes[1:] = np.where(dead, 2, 1)
+    return outlined(image, outlines(instances, classes[instances]))
+
+
+OUTLINE_COLOURS = np.array([(0, 0, 0), (0.1, 0.9, 0.1), (1.0, 0.15, 0.15)], np.float32)
+"""The outline of a live (1) and of a dead (2) nucleus."""
+
+
+def outlines(instances: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The class (1 live, 2 dead) of each nucleus's inner boundary pixels, 0 elsewhere (uint8). Rows at a
+    band's edges need the row beyond: give one more above and below, and keep the middle."""
+    return np.where(find_boundaries(instances, mode="inner"), classes, 0).astype(np.uint8)
+
+
+def outlined(image: np.ndarray, edges: np.ndarray, levels: tuple[float, float] | None = None) -> np.ndarray:
+    """uint8 RGB of an image (or a band of its rows, with the whole image's ``levels``) in grey, with the
+    outlines of :func:`outlines` drawn in their colours."""
+    rgb = np.repeat(to_grey(image, levels)[..., None], 3, axis=-1)
+    edge = edges > 0
+    rgb[edge] = OUTLINE_COLOURS[edges[edge]]
     return (rgb * 255).astype(np.uint8)

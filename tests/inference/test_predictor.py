@@ -2,24 +2,31 @@
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import h5py
 import numpy as np
 import pytest
 import tifffile
 import torch
+import zarr
 from napari_ome_zarr import napari_get_reader
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
+from PIL import Image
 
 from livedead.data.tilefile import read_tile_attrs
 from livedead.errors import LivedeadError
 from livedead.inference.evaluation import read_counts
 from livedead.inference.predictor import held_out_wells
+from livedead.nuclei.size import sizes_of_mask
 from livedead.plates.images import read_image
 from livedead.plates.omezarr import LABEL_COLOURS, open_zarr_plate, read_labels
-from tests.conftest import NAMES, assert_one_line_error, run_cli, to_zarr
+from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
+from tests.conftest import NAMES, ROOT, assert_one_line_error, run_cli, to_zarr
 
 
 @pytest.mark.slow
@@ -274,3 +281,96 @@ def test_auto_populations_are_fitted_to_the_plate_and_recorded(tiny_ckpt, plate_
     with open(out / "counts.csv", newline="") as f:
         assert not any(k.endswith("unassigned") for k in next(csv.DictReader(f)))
     assert not (out / "populations.png").exists()
+
+
+# --- wells larger than memory ------------------------------------------------------------------
+
+
+def brightfield_folder(folder, image, name="A1_t000.tif", **tiff):
+    folder.mkdir()
+    tifffile.imwrite(folder / name, image, photometric="minisblack", **tiff)
+    return folder
+
+
+@pytest.mark.slow
+def test_a_well_predicted_in_bands_is_the_well_predicted_whole(tiny_ckpt, tmp_path):
+    """A TIFF over ``band_px`` is read, predicted, counted and written in bands of rows: the counts and every
+    file are those of the image predicted whole (the instances numbered otherwise)."""
+    spec = PlateSpec(wells=1, timepoints=1, height=420, width=320, seed=4)
+    image = render_image(spec, next(simulate_well(spec, 0)), 0, 0)[0][0]
+    folder = brightfield_folder(tmp_path / "in", image, tile=(64, 64), compression="zlib")
+    outs = {}
+    for name, band_px in (("whole", "null"), ("bands", "20000")):  # bands of 62 rows
+        outs[name] = tmp_path / name
+        proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={folder}", f"output={outs[name]}",
+                       "channels=[brightfield]", "save=ome-tiff", f"band_px={band_px}", "progress=false")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    whole, bands = (read_counts(outs[n]) for n in ("whole", "bands"))
+    assert whole == bands
+    assert whole[0]["total"] > 20
+    probs = [read_image(outs[n] / "A1_t000_probs.ome.tif")[0] for n in outs]
+    np.testing.assert_array_equal(*probs)
+    maps = [read_image(outs[n] / "A1_t000_nuclei.ome.tif")[0] for n in outs]
+    np.testing.assert_array_equal(maps[0][0], maps[1][0])  # the class maps
+    pairs = np.unique(np.stack([maps[0][1].ravel(), maps[1][1].ravel()]), axis=1)
+    assert pairs.shape[1] == whole[0]["total"] + 1, "the same nuclei, one label each"
+    overlays = [np.asarray(Image.open(outs[n] / "A1_t000_overlay.png")) for n in outs]
+    np.testing.assert_array_equal(*overlays)
+
+
+CROP, COPIES = 4000, 5
+"""A 20,000 x 20,000 px well is made of 5 x 5 copies of a 4,000 x 4,000 px crop, which the in-memory path predicts."""
+
+
+def big_tiff(path, crop, copies):
+    """A (copies * crop)-px square TIFF made a tile at a time from ``crop`` (zlib, 400 px tiles): never in memory."""
+    tile = 400
+    size = copies * crop.shape[0]
+    tiles = (crop[y % CROP : y % CROP + tile, x % CROP : x % CROP + tile]
+             for y in range(0, size, tile) for x in range(0, size, tile))  # fmt: skip
+    tifffile.imwrite(path, tiles, shape=(size, size), dtype=crop.dtype, tile=(tile, tile), compression="zlib",
+                     photometric="minisblack")  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.large
+def test_a_well_larger_than_memory(tiny_ckpt, tmp_path):
+    """A 20,000 x 20,000 px well (800 MB of pixels; its class probabilities alone would be 4.8 GB) is predicted
+    and counted in bands on the CPU by the command in a process of its own, whose peak resident memory stays
+    under 2 GB; in the interior of each of its 25 copies of a 4,000 x 4,000 px crop, its counted nuclei (class
+    map) are those of the crop predicted in memory."""
+    spec = PlateSpec(wells=1, timepoints=1, height=CROP, width=CROP, seed=7)
+    image, truth, _ = render_image(spec, next(simulate_well(spec, 0)), 0, 0)
+    crop = image[0]
+    diameter = sizes_of_mask(truth > 0).typical  # one size for both runs, as livedead.nuclei.size measures it
+    settings = ["channels=[brightfield]", "mode=crop", "window=960", f"diameter={diameter}", "progress=false"]
+    small = brightfield_folder(tmp_path / "crop", crop)
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={small}", f"output={tmp_path / 'crop_out'}",
+                   "band_px=null", *settings)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = tifffile.imread(tmp_path / "crop_out" / "A1_t000_classes.tif")
+    del image, truth
+    big = tmp_path / "big"
+    big.mkdir()
+    big_tiff(big / "A1_t000.tif", crop, COPIES)
+    args = [sys.executable, "-m", "livedead.predict", f"ckpt={tiny_ckpt}", f"input={big}",
+            f"output={tmp_path / 'big_out'}", "band_px=2000000", *settings]  # fmt: skip
+    child = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(child.pid, 0)
+    assert status == 0, child.stderr.read()[-3000:]
+    peak_mb = usage.ru_maxrss / 1024
+    print(f"peak RSS of the 20,000 x 20,000 px prediction: {peak_mb:.0f} MB")
+    assert peak_mb < 2000
+    (row,) = read_counts(tmp_path / "big_out")
+    (crop_row,) = read_counts(tmp_path / "crop_out")
+    copies = COPIES * COPIES
+    assert 0.8 * copies * crop_row["total"] < row["total"] < 1.2 * copies * crop_row["total"]
+    margin = 80 + 3 * int(np.ceil(diameter))  # windows straddle the copies' seams there, and nuclei reach in
+    inner = slice(margin, CROP - margin)
+    store = tifffile.imread(tmp_path / "big_out" / "A1_t000_classes.tif", aszarr=True)
+    classes = zarr.open_array(store, mode="r")
+    for y in range(0, COPIES * CROP, CROP):
+        for x in range(0, COPIES * CROP, CROP):
+            got = classes[y + inner.start : y + inner.stop, x + inner.start : x + inner.stop]
+            np.testing.assert_array_equal(got, expected[inner, inner], err_msg=f"the copy at ({y}, {x})")
+    store.close()

@@ -1,12 +1,14 @@
 import h5py
 import numpy as np
 import pytest
+import tifffile
 import torch
 from torch import nn
 
 from livedead.data.transforms import Normalization
 from livedead.errors import LivedeadError
-from livedead.inference.sliding_window import LoadedModel, load_model, predict_image
+from livedead.inference.sliding_window import LoadedModel, load_model, predict_bands, predict_image
+from livedead.plates.images import read_image
 
 
 class Constant(nn.Module):
@@ -84,3 +86,33 @@ def test_percentile_normalisation_scales_each_window_as_training_scaled_each_til
     # each window spans its own 0..1 (its 1st to 99th percentile): P(background) = e^x / (e^x + 2)
     assert probs[0, 0, 1] == pytest.approx(1 / 3, abs=0.01)
     assert probs[0, 0, 158] == pytest.approx(np.e / (np.e + 2), abs=0.01)
+
+
+@pytest.mark.parametrize(("mode", "window"), [("blend", None), ("crop", 192)])
+def test_bands_of_rows_put_together_are_the_whole_image_bit_for_bit(tmp_path, mode, window):
+    """The same windows, batches and sums as the whole image, read from a TIFF a band at a time (the network a
+    random convolution, whose output varies from pixel to pixel as a trained one's does, and costs nothing)."""
+    torch.manual_seed(0)
+    net = nn.Conv2d(1, 3, 5, padding=2).eval()
+    model = LoadedModel(net, ["background", "dapi", "cy5"], Normalization("dataset", 2000.0, 300.0), 160, 16)
+    image = np.random.default_rng(0).integers(1500, 2500, (333, 251)).astype(np.uint16)
+    whole = predict_image(model, image, mode=mode, window=window, margin=16, batch_size=5)
+    tifffile.imwrite(tmp_path / "a.tif", image, tile=(64, 64), compression="zlib", photometric="minisblack")
+    lazy, _ = read_image(tmp_path / "a.tif", lazy_px=0)
+    for source, rows in ((image, 7), (lazy[0], 100)):
+        bands = list(predict_bands(model, source, rows, mode=mode, window=window, margin=16, batch_size=5))
+        assert [y for y, _ in bands] == list(range(0, 333, rows))
+        np.testing.assert_array_equal(np.concatenate([p for _, p in bands], axis=1), whole)
+
+
+def test_bands_of_a_percentile_model_are_its_whole_image_and_nan_rows_are_named():
+    """Each window is scaled between its own percentiles, so bands change nothing; NaN rows name their rows."""
+    pixels = np.random.default_rng(0).random((400, 320), dtype=np.float32) * 100
+    model = LoadedModel(Brightness(), ["background", "dapi", "cy5"], Normalization("percentile"), 160, 16)
+    whole = predict_image(model, pixels)
+    bands = list(predict_bands(model, pixels, 100))
+    np.testing.assert_array_equal(np.concatenate([p for _, p in bands], axis=1), whole)
+    image = np.zeros((400, 200), np.float32)
+    image[350, 10] = np.nan
+    with pytest.raises(LivedeadError, match="rows 320 to 400: expected finite pixels, found 1 NaN"):
+        list(predict_bands(constant_model(), image, 100, batch_size=1))

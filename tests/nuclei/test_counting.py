@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 from livedead.nuclei.counting import (
+    BandCounter,
+    class_map_of,
     count_cells,
     find_nuclei,
     match_nuclei,
@@ -12,7 +14,7 @@ from livedead.nuclei.counting import (
     truth_coverage,
 )
 from livedead.nuclei.labels import labels_from_stains
-from livedead.plates.synthetic import PlateSpec, generate_plate
+from livedead.plates.synthetic import PlateSpec, generate_plate, render_image, simulate_well
 from tests.conftest import real_nuclei
 
 
@@ -126,3 +128,54 @@ def test_truth_coverage_counts_found_and_split_true_nuclei():
     found = find_nuclei(np.zeros((60, 60), bool))
     found.centroids = np.array([[10.0, 10.0], [35.0, 35.0], [45.0, 45.0], [58.0, 2.0]])  # 1 once, 2 twice, 3 never
     assert truth_coverage(found, truth) == {"true": 3, "found": 2, "split": 1}
+
+
+def count_bands(counter, foreground, dead_map, rows):
+    """Feed a counter bands of ``rows`` rows; return the label and class rows it handed out, put together."""
+    parts = []
+    for y in range(0, foreground.shape[0], rows):
+        parts += counter.add(y, foreground[y : y + rows], dead_map[y : y + rows])
+    parts += counter.finish()
+    assert [p[0] for p in parts] == list(np.cumsum([0] + [len(p[1]) for p in parts[:-1]])), "rows in order, once"
+    return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+
+
+@pytest.mark.parametrize("rows", [400, 61, 25])
+def test_counting_in_bands_counts_each_nucleus_once_as_the_whole_image_does(rows):
+    """Nuclei cut by a band's border are counted once, by the band that holds their centroid, and found as in
+    the whole image: the same counts, centroids, class map and instances (numbered otherwise)."""
+    spec = PlateSpec(wells=1, timepoints=1, height=400, width=360, seed=5, density=1500)
+    _, labels, _ = render_image(spec, next(simulate_well(spec, 0)), 0, 0)
+    foreground, dead_map = labels > 0, (labels == 2).astype(np.float32)
+    whole = find_nuclei(foreground, dead_map=dead_map)
+    borders = range(rows, 400, rows)
+    assert any(np.intersect1d(whole.instances[b - 1], whole.instances[b]).size > 1 for b in borders) or rows == 400
+    counter = BandCounter(foreground.shape)
+    instances, classes = count_bands(counter, foreground, dead_map, rows)
+    found = counter.nuclei()
+    assert found.counts() == whole.counts()
+    assert found.diameter == whole.diameter  # measured in the same rows: all of them
+    np.testing.assert_allclose(np.sort(found.centroids, 0), np.sort(whole.centroids, 0), atol=1e-9)
+    np.testing.assert_array_equal(classes, class_map_of(whole))
+    pairs = np.unique(np.stack([instances.ravel(), whole.instances.ravel()]), axis=1)
+    assert pairs.shape[1] == len(whole.dead) + 1, "one band label for each whole-image nucleus"
+    assert counter.cut == 0
+    if rows == 400:
+        np.testing.assert_array_equal(instances, whole.instances)
+
+
+def test_touching_nuclei_across_bands_are_counted_whole_and_a_sheet_too_tall_is_flagged():
+    """A column of touching nuclei over several bands is counted whole, as in the whole image; one that reaches
+    over ``MAX_REACH`` bands is counted as far as that, and its nuclei named in ``cut``."""
+    m = np.zeros((400, 120), np.uint8)
+    for i in range(12):
+        disk(m, 20 + 28 * i, 60, 15, 1)  # a column of 12 touching nuclei, 28 px apart, over 340 rows
+    for i in range(4):
+        disk(m, 40 + 60 * i, 15, 8, 1)  # and four apart
+    whole = count_cells(m, diameter=16.0)["total"]
+    for rows, cut in ((100, False), (50, False), (20, True)):  # the column spans 3.4, 6.9 and 17 bands
+        counter = BandCounter(m.shape, diameter=16.0)
+        count_bands(counter, m > 0, np.zeros(m.shape, np.float32), rows)
+        total = counter.nuclei().counts()["total"]
+        assert (counter.cut > 0) == cut, rows
+        assert total == whole if not cut else 4 < total < whole, (rows, total, whole)

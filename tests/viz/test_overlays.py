@@ -5,7 +5,18 @@ import numpy as np
 import pytest
 import torch
 
-from livedead.viz.overlays import BLUE, GREEN, RED, nuclei_overlay, overlay, overlay_grid, to_grey
+from livedead.viz.overlays import (
+    BLUE,
+    GREEN,
+    RED,
+    grey_levels,
+    nuclei_overlay,
+    outlined,
+    outlines,
+    overlay,
+    overlay_grid,
+    to_grey,
+)
 
 
 def test_to_grey_clips_outliers_and_survives_a_flat_image():
@@ -59,3 +70,32 @@ def test_counted_nuclei_are_outlined_in_their_state(dead):
     assert tuple(edge) == ((255, 38, 38) if dead else (25, 229, 25))
     assert inside[0] == inside[1] == inside[2], "the inside stays grey: the image shows through"
     assert outside[0] == outside[1] == outside[2]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+def test_grey_levels_of_bands_are_the_percentiles_of_the_whole(dtype):
+    """Exactly numpy's percentiles: from a histogram of 8- and 16-bit bands, from all pixels that fit the sample."""
+    rng = np.random.default_rng(int(np.dtype(dtype).itemsize))
+    low = -300 if dtype is np.int16 else 0
+    image = rng.integers(low, 250 if dtype is np.uint8 else 3000, (301, 97)).astype(dtype)
+    bands = [image[y : y + 40] for y in range(0, 301, 40)]
+    assert grey_levels(bands, image.size) == tuple(np.percentile(image, (1, 99)))
+    assert grey_levels(reversed(bands), image.size) == tuple(np.percentile(image, (1, 99)))
+
+
+def test_an_overlay_drawn_in_bands_is_the_overlay_drawn_whole():
+    """Outlines of a band, given the row beyond it on each side, are the whole image's in those rows."""
+    image = np.random.default_rng(0).integers(0, 4000, (90, 60)).astype(np.uint16)
+    instances = np.zeros((90, 60), np.int32)
+    instances[10:50, 5:30], instances[45:80, 20:50], instances[30:34, 40:44] = 1, 2, 3
+    dead = np.array([False, True, False])
+    whole = nuclei_overlay(image, instances, dead)
+    classes = np.array([0, 1, 2, 1], np.uint8)[instances]
+    levels = grey_levels([image], image.size)
+    rows = []
+    for y in range(0, 90, 31):
+        top, bottom = max(0, y - 1), min(90, y + 32)
+        edges = outlines(instances[top:bottom], classes[top:bottom])[y - top : y - top + 31]
+        rows.append(outlined(image[y : y + 31], edges, levels))
+    np.testing.assert_array_equal(np.concatenate(rows), whole)
+    assert (whole[45, 25] == (255, 38, 38)).all()  # a dead nucleus's outline is red
