@@ -154,7 +154,8 @@ def run_assay(cfg: AssayConfig, rows: Sequence[dict[str, Any]], detections: pd.D
     controls = plate_map.controls(cfg.control) if plate_map else {}
     if plate_map is not None and plate_map.unmapped:
         console.print(
-            f"{cfg.plate_map}: wells not in the plate map, shown as 'unmapped': {', '.join(plate_map.unmapped)}"
+            f"{cfg.plate_map}: wells not in the plate map, shown as 'unmapped': {', '.join(plate_map.unmapped)}",
+            soft_wrap=True,
         )
     wells_by_time = counts.groupby("well")["time"]
     with Progress(console=console, disable=not cfg.progress) as bar:

@@ -78,9 +78,10 @@ def test_bad_settings_are_one_line(truth_predictions, tmp_path, key):
     assert_one_line_error(proc, key.split("=")[0])
 
 
-def test_an_extra_plate_map_column_groups_conditions_and_dose_series(tmp_path):
+@pytest.mark.slow
+def test_an_extra_plate_map_column_groups_conditions_and_dose_series(tmp_path, capsys):
     """Two cell lines (the extra column ``line``): each drug condition is tested against its own line's control,
-    and each line is its own dose series."""
+    and each line is its own dose series; an unmapped well is shown as such; progress is shown."""
     rng = np.random.default_rng(0)
     grid = np.stack(np.meshgrid(np.arange(6) * 20.0 + 20, np.arange(5) * 20.0 + 20), -1).reshape(-1, 2)
     lines, doses = {"MCF7": 0.1, "HeLa": 0.6}, [0.0, 1.0, 3.0]  # HeLa dies faster
@@ -96,12 +97,18 @@ def test_an_extra_plate_map_column_groups_conditions_and_dose_series(tmp_path):
                          "dead": int(dead.sum()), "total": len(grid)})  # fmt: skip
             parts.append(pd.DataFrame({"well": well, "time": t, "time_h": t * 0.5, "y": grid[:, 0] + t,
                                        "x": grid[:, 1], "dead": dead}))  # fmt: skip
+    rows += [{**r, "well": "W07"} for r in rows[:5]]  # a well the map leaves out
+    parts += [p.assign(well="W07") for p in parts[:5]]
     plate_map = write_plate_map(tmp_path / "map.csv", entries)
-    cfg = AssayConfig(predictions=str(tmp_path), output=str(tmp_path / "out"), plate_map=str(plate_map), progress=False)
+    cfg = AssayConfig(predictions=str(tmp_path), output=str(tmp_path / "out"), plate_map=str(plate_map))
     result = run_assay(cfg, rows, pd.concat(parts, ignore_index=True))
+    err = capsys.readouterr().err
+    assert "wells not in the plate map, shown as 'unmapped': W07" in err
+    assert "tracking" in err  # the progress bar
     conditions = result.conditions.set_index("condition")
     assert list(conditions.index) == [f"{c} [line={line}]" for line in lines for c in
-                                      ("control", "drug 1 uM", "drug 3 uM")]  # fmt: skip
+                                      ("control", "drug 1 uM", "drug 3 uM")] + ["unmapped"]  # fmt: skip
+    assert conditions.loc["unmapped", "cells"] == len(grid)
     assert conditions.loc["control [line=HeLa]", "logrank_p_vs_control"] == "control"
     assert float(conditions.loc["drug 3 uM [line=HeLa]", "logrank_p_vs_control"]) < 1e-6
     assert {f.compound for f in result.dose_response} == {"drug [line=MCF7]", "drug [line=HeLa]"}
