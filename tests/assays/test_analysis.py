@@ -34,7 +34,7 @@ def test_the_true_counts_give_the_plate_s_answer(dose_plate, truth_predictions, 
     assert abs(fit.ec50 - truth.ec50) / truth.ec50 < 0.3
     assert fit.ec50_lower < truth.ec50 < fit.ec50_upper
     tracks = pd.read_csv(tmp_path / "tracks.csv")
-    assert list(tracks.columns) == ["well", "track", "time", "time_h", "y", "x", "state"]
+    assert list(tracks.columns) == ["well", "track", "time", "time_h", "y", "x", "state", "observed"]
     assert set(tracks["state"]) == {"live", "dead"}
     conditions = pd.read_csv(tmp_path / "conditions.csv")
     assert conditions.loc[conditions["condition"] == "control", "logrank_p_vs_control"].item() == "control"
