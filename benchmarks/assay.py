@@ -12,7 +12,9 @@ that cell's nucleus, a position gap closing filled in (``observed`` False) inclu
 ``observed_link_recall`` (printed too) only links whose two ends were detected.
 ``death_time_mae`` is the median absolute error (time points) of the time of death over the true
 deaths after the first time point. ``tracking_vs_predict`` is the whole assay step's time (reading
-the saved class maps, re-deriving the nuclei, tracking, statistics, figures) over ``predict``'s,
+the saved class maps, re-deriving the nuclei, tracking, statistics, figures) over ``predict``'s
+(of the plate's brightfield images alone, as a time-lapse plate is: no stain-derived reference
+counts, no scoring against the truth in its time),
 measured on ``--large-wells`` wells of 2700x3600 images with as many time points (per well, so the
 ratio is a 24-well plate's where both grow with the wells; ``--large-wells 0``: on the small plate).
 ``TRACKERS`` lines compare laptrack and trackpy on the true nuclei with 10% of them dropped at
@@ -38,6 +40,7 @@ from livedead.assays.tracking import cell_fates, track_plate
 from livedead.assays.truth import score_tracks, true_plate
 from livedead.inference.evaluation import read_counts
 from livedead.inference.predictor import PredictConfig, run
+from livedead.plates.platefile import PlateAttrs, describe_plate, read_plate_image, write_plate
 from livedead.plates.synthetic import PlateSpec, generate_plate, well_names
 
 CONCENTRATIONS = [0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
@@ -69,6 +72,22 @@ def timed_assay(plate: Path, out: Path, ckpt: str, plate_map: Path) -> tuple[flo
     return predict_s, time.perf_counter() - start, result
 
 
+def brightfield_only(plate: Path, path: Path) -> Path:
+    """The plate's brightfield images alone, without truth: what a time-lapse plate to predict is, so that
+    ``predict``'s time holds no stain-derived reference counts nor scoring against the truth."""
+    info = describe_plate(plate, None)
+    w, t, _, h, wd = info.shape
+    attrs = PlateAttrs(
+        wells=info.attrs.wells, pixel_size_um=info.attrs.pixel_size_um, time_interval_h=info.attrs.time_interval_h
+    )
+    with write_plate(path, attrs, (w, t, 1, h, wd), np.dtype(np.uint16), ["brightfield"]) as writer:
+        for well in range(w):
+            for tp in range(t):
+                image, _ = read_plate_image(plate, (well, tp))
+                writer.write_image(well, tp, image[info.channels.index("brightfield")][None])
+    return path
+
+
 def large_ratio(args: argparse.Namespace, out: Path) -> float:
     """The assay step's time over ``predict``'s on ``--large-wells`` wells of 2700x3600 images (a control
     and the top dose alternating), and what they extrapolate to for 24 wells."""
@@ -79,7 +98,7 @@ def large_ratio(args: argparse.Namespace, out: Path) -> float:
                WellEntry(w, "drug 10 uM", "drug", 10.0, "uM", str(i)) for i, w in enumerate(well_names(n))]  # fmt: skip
     plate_map = write_plate_map(out / "plate_map.csv", entries)
     plate = generate_plate(out / "plate.h5", spec, progress=False, concentrations=[e.concentration for e in entries])
-    predict_s, assay_s, result = timed_assay(plate, out, args.ckpt, plate_map)
+    predict_s, assay_s, result = timed_assay(brightfield_only(plate, out / "brightfield.h5"), out, args.ckpt, plate_map)
     ratio = assay_s / predict_s
     print(f"LARGE {n} wells x {args.timepoints} time points of 2700x3600 px, {len(result.fates)} tracks: predict "
           f"{predict_s:.1f} s, assay step {assay_s:.1f} s (linking {result.tracking_s:.1f} s); per well "
@@ -122,7 +141,7 @@ def main() -> None:
     plate = generate_plate(out / "plate.h5", spec, progress=False, concentrations=[e.concentration for e in entries])
     rows, true_detections, truth = true_plate(plate)
     assert truth.ec50 is not None
-    predict_s, assay_s, result = timed_assay(plate, out, args.ckpt, plate_map)
+    predict_s, assay_s, result = timed_assay(brightfield_only(plate, out / "brightfield.h5"), out, args.ckpt, plate_map)
     score = score_tracks(result.tracks, result.fates, plate, wells)
     (fit,) = result.dose_response
 
