@@ -90,12 +90,12 @@ def brightfield_only(plate: Path, path: Path) -> Path:
 
 def large_ratio(args: argparse.Namespace, out: Path) -> float:
     """The assay step's time over ``predict``'s on ``--large-wells`` wells of 2700x3600 images (a control
-    and the top dose alternating), and what they extrapolate to for 24 wells."""
+    and the top dose alternating, the control first), and what they extrapolate to for 24 wells."""
     n = args.large_wells
     spec = PlateSpec(wells=n, timepoints=args.timepoints, height=2700, width=3600, seed=args.seed, ec50=1.0, hill=1.5,
                      max_hazard=0.2)  # fmt: skip
-    entries = [WellEntry(w, "control", "vehicle", 0.0, "uM", str(i)) if i % 2 else
-               WellEntry(w, "drug 10 uM", "drug", 10.0, "uM", str(i)) for i, w in enumerate(well_names(n))]  # fmt: skip
+    entries = [WellEntry(w, "drug 10 uM", "drug", 10.0, "uM", str(i)) if i % 2 else
+               WellEntry(w, "control", "vehicle", 0.0, "uM", str(i)) for i, w in enumerate(well_names(n))]  # fmt: skip
     plate_map = write_plate_map(out / "plate_map.csv", entries)
     plate = generate_plate(out / "plate.h5", spec, progress=False, concentrations=[e.concentration for e in entries])
     predict_s, assay_s, result = timed_assay(brightfield_only(plate, out / "brightfield.h5"), out, args.ckpt, plate_map)

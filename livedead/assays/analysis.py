@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from livedead.assays.detections import read_detections
-from livedead.assays.doseresponse import DoseResponse, fit_4pl
+from livedead.assays.doseresponse import ROW_COLUMNS, DoseResponse, fit_4pl
 from livedead.assays.figures import conditions_figure, dose_response_figure, survival_figure, write_html
 from livedead.assays.platemap import PlateMap, read_plate_map
 from livedead.assays.survival import Survival, dead_fraction_table, kaplan_meier, logrank_vs_control
@@ -202,7 +202,7 @@ def run_assay(cfg: AssayConfig, rows: Sequence[dict[str, Any]], detections: pd.D
         points = dose_points(counts, plate_map, at_h)
         fits = fit_compounds(points)
         unit = next(iter(plate_map.entries.values())).unit
-        _write_csv(pd.DataFrame([f.row(unit, at_h) for f in fits]), out / "dose_response.csv")
+        _write_csv(pd.DataFrame([f.row(unit, at_h) for f in fits], columns=ROW_COLUMNS), out / "dose_response.csv")
         figures["dose_response.png"] = dose_response_figure(points, fits, unit, at_h)
     for name, fig in figures.items():
         with atomic_path(out / name) as tmp:
