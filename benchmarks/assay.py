@@ -92,6 +92,7 @@ def large_ratio(args: argparse.Namespace, out: Path) -> float:
     """The assay step's time over ``predict``'s on ``--large-wells`` wells of 2700x3600 images (a control
     and the top dose alternating, the control first), and what they extrapolate to for 24 wells."""
     n = args.large_wells
+    out.mkdir(parents=True, exist_ok=True)
     spec = PlateSpec(wells=n, timepoints=args.timepoints, height=2700, width=3600, seed=args.seed, ec50=1.0, hill=1.5,
                      max_hazard=0.2)  # fmt: skip
     entries = [WellEntry(w, "drug 10 uM", "drug", 10.0, "uM", str(i)) if i % 2 else
