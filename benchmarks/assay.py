@@ -51,7 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def compare_trackers(detections, plate: Path, wells: list[str], last: int, label: str) -> None:
     for tracker in ("laptrack", "trackpy"):
         start = time.perf_counter()
-        tracks = track_plate(detections, max_distance=8.0, gap_frames=1, tracker=tracker)
+        defaults = AssayConfig()
+        tracks = track_plate(detections, defaults.max_distance, defaults.gap_frames, tracker=tracker)
         seconds = time.perf_counter() - start
         fates = cell_fates(tracks, 0, last)
         score = score_tracks(tracks, fates, plate, wells)

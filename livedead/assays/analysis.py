@@ -51,7 +51,7 @@ class AssayConfig:
     tracker: str = "laptrack"
     max_distance: float = 8.0
     """The farthest a nucleus moves between linked time points (px)."""
-    gap_frames: int = 1
+    gap_frames: int = 2
     """How many time points in a row a nucleus may be missed and still be linked (gap closing)."""
     progress: bool = True
 

@@ -116,7 +116,7 @@ def fill_gaps(tracks: pd.DataFrame) -> pd.DataFrame:
 def track_plate(
     detections: pd.DataFrame,
     max_distance: float,
-    gap_frames: int = 1,
+    gap_frames: int = 2,
     tracker: str = "laptrack",
     on_well: Callable[[], None] | None = None,
 ) -> pd.DataFrame:
