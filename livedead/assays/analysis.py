@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from livedead.assays.detections import read_detections
-from livedead.assays.doseresponse import DoseResponse, fit_4pl
+from livedead.assays.doseresponse import ROW_COLUMNS, DoseResponse, fit_4pl
 from livedead.assays.figures import conditions_figure, dose_response_figure, survival_figure, write_html
 from livedead.assays.platemap import PlateMap, read_plate_map
 from livedead.assays.survival import Survival, dead_fraction_table, kaplan_meier, logrank_vs_control
@@ -51,7 +51,7 @@ class AssayConfig:
     tracker: str = "laptrack"
     max_distance: float = 8.0
     """The farthest a nucleus moves between linked time points (px)."""
-    gap_frames: int = 1
+    gap_frames: int = 2
     """How many time points in a row a nucleus may be missed and still be linked (gap closing)."""
     progress: bool = True
 
@@ -88,7 +88,8 @@ def well_groups(plate_map: PlateMap | None, wells: Sequence[str]) -> dict[str, l
 
 
 def dose_points(counts: pd.DataFrame, plate_map: PlateMap, at_h: float) -> pd.DataFrame:
-    """Each mapped well's dead fraction at the time point nearest ``at_h``."""
+    """Each mapped well's dead fraction at the time point nearest ``at_h``, with its dose series
+    (``compound``: the compound, split by the plate map's grouping keys)."""
     times = np.sort(counts["time_h"].unique())
     nearest = times[np.argmin(np.abs(times - at_h))]
     at = counts[counts["time_h"] == nearest]
@@ -96,13 +97,14 @@ def dose_points(counts: pd.DataFrame, plate_map: PlateMap, at_h: float) -> pd.Da
     for _, r in at.iterrows():
         e = plate_map.entries.get(r["well"])
         if e is not None and r["total"] > 0:
-            rows.append({"well": e.well, "compound": e.compound, "concentration": e.concentration, "unit": e.unit,
+            rows.append({"well": e.well, "compound": plate_map.series_of(e.well), "concentration": e.concentration,
+                         "unit": e.unit,
                          "replicate": e.replicate, "dead_fraction": r["dead"] / r["total"]})  # fmt: skip
     return pd.DataFrame(rows, columns=["well", "compound", "concentration", "unit", "replicate", "dead_fraction"])
 
 
 def fit_compounds(points: pd.DataFrame) -> list[DoseResponse]:
-    """A 4PL per compound with any concentration above 0 (the vehicle alone is no dose series)."""
+    """A 4PL per dose series with any concentration above 0 (the vehicle alone is no dose series)."""
     fits = []
     for compound, p in points.groupby("compound", sort=False):
         if (p["concentration"] > 0).any():
@@ -117,8 +119,8 @@ def _median_text(s: Survival) -> tuple[str, str, str]:
     return h(s.median_h), h(s.median_lower_h), h(s.median_upper_h)
 
 
-def _p_text(name: str, control: str | None, pvalues: dict[str, float]) -> str:
-    if name == control:
+def _p_text(name: str, controls: dict[str, str], pvalues: dict[str, float]) -> str:
+    if controls.get(name) == name:
         return "control"
     return f"{pvalues[name]:.3g}" if name in pvalues else ""
 
@@ -149,10 +151,11 @@ def run_assay(cfg: AssayConfig, rows: Sequence[dict[str, Any]], detections: pd.D
     wells = list(dict.fromkeys(counts["well"]))
     plate_map = read_plate_map(cfg.plate_map, wells) if cfg.plate_map else None
     groups = well_groups(plate_map, wells)
-    control = plate_map.control(cfg.control) if plate_map else None
+    controls = plate_map.controls(cfg.control) if plate_map else {}
     if plate_map is not None and plate_map.unmapped:
         console.print(
-            f"{cfg.plate_map}: wells not in the plate map, shown as 'unmapped': {', '.join(plate_map.unmapped)}"
+            f"{cfg.plate_map}: wells not in the plate map, shown as 'unmapped': {', '.join(plate_map.unmapped)}",
+            soft_wrap=True,
         )
     wells_by_time = counts.groupby("well")["time"]
     with Progress(console=console, disable=not cfg.progress) as bar:
@@ -171,12 +174,12 @@ def run_assay(cfg: AssayConfig, rows: Sequence[dict[str, Any]], detections: pd.D
     )
     well_curves = [kaplan_meier(fates[fates["well"] == w], w) for w in wells]
     curves = [kaplan_meier(fates[fates["well"].isin(v)], k) for k, v in groups.items()]
-    pvalues = logrank_vs_control(fates, groups, control) if control else {}
+    pvalues = logrank_vs_control(fates, groups, controls)
     table = dead_fraction_table(counts, groups)
     summary = pd.DataFrame([
         {"condition": s.label, "wells": len(groups[s.label]), "cells": s.cells, "deaths": s.deaths,
          **dict(zip(("median_survival_h", "median_ci_lower_h", "median_ci_upper_h"), _median_text(s), strict=True)),
-         "logrank_p_vs_control": _p_text(s.label, control, pvalues)}
+         "logrank_p_vs_control": _p_text(s.label, controls, pvalues)}
         for s in curves
     ])  # fmt: skip
     at_h = float(counts["time_h"].max()) if cfg.at_h is None else float(cfg.at_h)
@@ -189,7 +192,7 @@ def run_assay(cfg: AssayConfig, rows: Sequence[dict[str, Any]], detections: pd.D
     _write_csv(table, out / "dead_fraction.csv")
     _write_csv(summary, out / "conditions.csv")
     figures = {"wells.png": survival_figure(well_curves, "survival per well (Kaplan-Meier, 95% band)"),
-               "conditions.png": conditions_figure(table, curves, pvalues, control or "")}  # fmt: skip
+               "conditions.png": conditions_figure(table, curves, pvalues, set(controls.values()))}  # fmt: skip
     sections: list[tuple[str, str | Path | pd.DataFrame]] = [
         ("Run", f"{len(wells)} wells, {len(counts)} images, {len(fates)} tracks; tracker {cfg.tracker}, max distance "
                 f"{cfg.max_distance:g} px, gap closing over {cfg.gap_frames} missed time points; "
@@ -199,7 +202,7 @@ def run_assay(cfg: AssayConfig, rows: Sequence[dict[str, Any]], detections: pd.D
         points = dose_points(counts, plate_map, at_h)
         fits = fit_compounds(points)
         unit = next(iter(plate_map.entries.values())).unit
-        _write_csv(pd.DataFrame([f.row(unit, at_h) for f in fits]), out / "dose_response.csv")
+        _write_csv(pd.DataFrame([f.row(unit, at_h) for f in fits], columns=ROW_COLUMNS), out / "dose_response.csv")
         figures["dose_response.png"] = dose_response_figure(points, fits, unit, at_h)
     for name, fig in figures.items():
         with atomic_path(out / name) as tmp:

@@ -20,6 +20,9 @@ from scipy import stats
 from scipy.optimize import OptimizeWarning, curve_fit
 
 MIN_CONCENTRATIONS = 4
+ROW_COLUMNS = ("compound", "status", "at_h", "unit", "ec50", "ec50_ci_lower", "ec50_ci_upper", "hill", "top", "bottom",
+               "concentrations", "points")  # fmt: skip
+"""The columns of ``dose_response.csv`` (:meth:`DoseResponse.row`)."""
 
 
 def four_pl(log_c: np.ndarray, bottom: float, top: float, log_ec50: float, hill: float) -> np.ndarray:

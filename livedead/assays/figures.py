@@ -39,7 +39,7 @@ def _colour(i: int, n: int) -> tuple[float, ...]:
 
 
 def conditions_figure(
-    table: pd.DataFrame, curves: Sequence[Survival], pvalues: dict[str, float], control: str
+    table: pd.DataFrame, curves: Sequence[Survival], pvalues: dict[str, float], controls: set[str]
 ) -> Figure:
     """Per condition: the dead fraction over time (mean ± SD of replicate wells) and survival curves, side by side."""
     fig = Figure(figsize=(11, 4.2), dpi=100)
@@ -62,7 +62,9 @@ def conditions_figure(
     left.legend(fontsize=6)
     for i, s in enumerate(curves):
         p = pvalues.get(s.label)
-        tag = "(control)" if s.label == control else (f"log-rank p={p:.2g}" if p is not None and np.isfinite(p) else "")
+        tag = (
+            "(control)" if s.label in controls else (f"log-rank p={p:.2g}" if p is not None and np.isfinite(p) else "")
+        )
         _step(right, s, _colour(i, len(curves)), f"{s.label} {tag}".strip())
     right.set(xlabel="time (h)", ylabel="fraction alive (Kaplan-Meier, 95% band)", ylim=(0, 1.02), title="survival")
     right.legend(fontsize=6)

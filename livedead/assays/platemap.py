@@ -1,9 +1,12 @@
 """The plate map (CSV): the condition, compound and concentration of each well; its one reader and writer.
 
-Columns ``well``, ``condition``, ``compound``, ``concentration``, ``unit``, ``replicate`` (a
-``control`` column, or the condition named by the caller, marks the control); any other column
-is a grouping key kept with the well. Every bad row is one line naming the file, the row and the
-value: an unknown well, a well mapped twice, a non-numeric or negative concentration.
+Columns ``well``, ``condition``, ``compound``, ``concentration``, ``unit``, ``replicate`` (the
+condition of concentration 0, or the one named by the caller, is the control); any other column
+(an effector-to-target ratio, a cell line, a donor) is a grouping key: wells of one condition
+with different values of it are different groups (``drug 1 uM [line=MCF7]``), each compared with
+the control of the same values and fitted as its own dose series. Every bad row is one line
+naming the file, the row and the value: an unknown well, a well mapped twice, a non-numeric or
+negative concentration.
 """
 
 from __future__ import annotations
@@ -40,16 +43,51 @@ class PlateMap:
     unmapped: list[str]
     path: Path | None = None
 
+    def keys(self) -> list[str]:
+        """The extra columns that tell wells apart (one with a single value throughout groups nothing)."""
+        columns = dict.fromkeys(k for e in self.entries.values() for k in e.extra)
+        return [k for k in columns if len({e.extra.get(k, "") for e in self.entries.values()}) > 1]
+
+    def _suffix(self, entry: WellEntry) -> str:
+        pairs = [f"{k}={entry.extra.get(k, '')}" for k in self.keys()]
+        return f" [{', '.join(pairs)}]" if pairs else ""
+
+    def group_of(self, well: str) -> str:
+        """The group of a mapped well: its condition, with its grouping keys' values where they differ.
+
+        >>> m = PlateMap({w: WellEntry(w, c, "d", 1.0, "uM", "1", {"line": l, "lab": "x"})
+        ...               for w, c, l in [("A", "d 1", "MCF7"), ("B", "d 1", "HeLa")]}, [])
+        >>> m.keys(), m.group_of("A")
+        (['line'], 'd 1 [line=MCF7]')
+        """
+        return self.entries[well].condition + self._suffix(self.entries[well])
+
+    def series_of(self, well: str) -> str:
+        """The dose series of a mapped well: its compound, with its grouping keys' values where they differ."""
+        return self.entries[well].compound + self._suffix(self.entries[well])
+
     def conditions(self) -> dict[str, list[str]]:
-        """Each condition's wells, in the map's order."""
+        """Each group's wells (:meth:`group_of`), in the map's order."""
         out: dict[str, list[str]] = {}
-        for e in self.entries.values():
-            out.setdefault(e.condition, []).append(e.well)
+        for well in self.entries:
+            out.setdefault(self.group_of(well), []).append(well)
         return out
+
+    def controls(self, name: str | None) -> dict[str, str]:
+        """Each group's control group: the control condition (:meth:`control`) with the same grouping keys'
+        values; a group with no such control is left out (it is compared with none)."""
+        control = self.control(name)
+        keys = self.keys()
+
+        def values(e: WellEntry) -> tuple[str, ...]:
+            return tuple(e.extra.get(k, "") for k in keys)
+
+        reference = {values(e): self.group_of(e.well) for e in self.entries.values() if e.condition == control}
+        return {self.group_of(w): reference[values(e)] for w, e in self.entries.items() if values(e) in reference}
 
     def control(self, name: str | None) -> str:
         """The control condition: ``name``, else the one of concentration 0 (one line if none or several)."""
-        conditions = self.conditions()
+        conditions = dict.fromkeys(e.condition for e in self.entries.values())
         if name is not None:
             if name not in conditions:
                 raise LivedeadError(

@@ -74,14 +74,18 @@ def kaplan_meier(fates: pd.DataFrame, label: str) -> Survival:
     )
 
 
-def logrank_vs_control(fates: pd.DataFrame, groups: dict[str, Sequence[str]], control: str) -> dict[str, float]:
-    """The log-rank p-value of each group's cells (``groups``: name to wells) against the control's."""
+def logrank_vs_control(
+    fates: pd.DataFrame, groups: dict[str, Sequence[str]], controls: dict[str, str]
+) -> dict[str, float]:
+    """The log-rank p-value of each group's cells (``groups``: name to wells) against its control group's
+    (``controls``: group to control group; a group without one is not tested)."""
     f = observed(fates)
-    ref = f[f["well"].isin(groups[control])]
     out = {}
     for name, wells in groups.items():
-        if name == control:
+        control = controls.get(name)
+        if control is None or name == control:
             continue
+        ref = f[f["well"].isin(groups[control])]
         g = f[f["well"].isin(wells)]
         if not len(g) or not len(ref):
             out[name] = float("nan")

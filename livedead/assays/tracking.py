@@ -18,8 +18,9 @@ import pandas as pd
 from livedead.errors import LivedeadError
 
 TRACKERS = ("laptrack", "trackpy")
-TRACK_COLUMNS = ["well", "track", "time", "time_h", "y", "x", "state"]
-"""The columns of ``tracks.csv``; ``state`` is ``live`` or ``dead`` as counted, ``time`` the time point index."""
+TRACK_COLUMNS = ["well", "track", "time", "time_h", "y", "x", "state", "observed"]
+"""The columns of ``tracks.csv``; ``state`` is ``live`` or ``dead`` as counted, ``time`` the time point index;
+``observed`` is False for a position that gap closing filled in (:func:`fill_gaps`)."""
 
 
 def link_well(
@@ -81,14 +82,46 @@ def _trackpy(frame: pd.DataFrame, max_distance: float, gap_frames: int) -> np.nd
     return linked.sort_values("row")["particle"].to_numpy()
 
 
+def fill_gaps(tracks: pd.DataFrame) -> pd.DataFrame:
+    """A track's positions at the time points gap closing bridged, filled in and marked ``observed`` False.
+
+    The position is interpolated linearly between the two detections the gap lies between; the
+    state is the one before the gap (carried forward), so a filled-in row never moves a time of
+    death: a cell last seen live and next seen dead died at the next observation, as without it.
+
+    >>> t = pd.DataFrame({"well": "A", "track": 0, "time": [0, 2], "time_h": [0.0, 1.0], "y": [10.0, 14.0],
+    ...                   "x": [5.0, 5.0], "state": ["live", "dead"]})
+    >>> fill_gaps(t)[["time", "time_h", "y", "state", "observed"]].values.tolist()
+    [[0, 0.0, 10.0, 'live', True], [1, 0.5, 12.0, 'live', False], [2, 1.0, 14.0, 'dead', True]]
+    """
+    t = tracks.sort_values(["well", "track", "time"], kind="stable", ignore_index=True).assign(observed=True)
+    step = np.diff(t["time"].to_numpy())
+    gap = np.flatnonzero((step > 1) & (t["track"].to_numpy()[1:] == t["track"].to_numpy()[:-1])
+                         & (t["well"].to_numpy()[1:] == t["well"].to_numpy()[:-1]))  # fmt: skip
+    if not len(gap):
+        return t
+    before, after = t.iloc[gap].reset_index(drop=True), t.iloc[gap + 1].reset_index(drop=True)
+    k = step[gap] - 1
+    rows = before.loc[np.repeat(np.arange(len(gap)), k)].reset_index(drop=True)
+    end = after.loc[np.repeat(np.arange(len(gap)), k)].reset_index(drop=True)
+    offset = np.concatenate([np.arange(1, n + 1) for n in k])
+    f = offset / np.repeat(step[gap], k)
+    rows["time"] = rows["time"] + offset
+    for col in ("time_h", "y", "x"):
+        rows[col] = (rows[col] + f * (end[col] - rows[col])).round(2 if col != "time_h" else 6)
+    rows["observed"] = False
+    return pd.concat([t, rows], ignore_index=True).sort_values(["well", "track", "time"], ignore_index=True)
+
+
 def track_plate(
     detections: pd.DataFrame,
     max_distance: float,
-    gap_frames: int = 1,
+    gap_frames: int = 2,
     tracker: str = "laptrack",
     on_well: Callable[[], None] | None = None,
 ) -> pd.DataFrame:
-    """``tracks.csv``'s table of every well's detections (``well``, ``time``, ``time_h``, ``y``, ``x``, ``dead``)."""
+    """``tracks.csv``'s table of every well's detections (``well``, ``time``, ``time_h``, ``y``, ``x``, ``dead``),
+    with the positions gap closing bridged filled in (``observed`` False)."""
     out = []
     for well, d in detections.groupby("well", sort=False):
         d = d.sort_values("time", kind="stable")
@@ -102,7 +135,7 @@ def track_plate(
             on_well()
     if not out:
         return pd.DataFrame(columns=TRACK_COLUMNS)
-    return pd.concat(out, ignore_index=True).sort_values(["well", "track", "time"], kind="stable", ignore_index=True)
+    return fill_gaps(pd.concat(out, ignore_index=True))
 
 
 def death_time(dead: np.ndarray) -> int | None:

@@ -2,8 +2,11 @@
 times of death and the EC50 were recovered (``benchmarks/assay.py``, ``tests/assays``).
 
 A found link between consecutive time points is right when both ends lie in the same true cell's
-nucleus (the truth's instance at each centroid); recall is over the true links (every cell is
-seen at every time point of the synthetic plate).
+nucleus (the truth's instance at each of the track's positions); recall is over the true links
+(every cell is seen at every time point of the synthetic plate). An end may be a position gap
+closing filled in (``observed`` False in ``tracks.csv``): the track says the cell was there, and
+it is scored as any other position, inside the true nucleus or not. ``observed_link_recall``
+counts only links whose two ends were detected.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ def true_plate(path: str | Path) -> tuple[list[dict[str, Any]], pd.DataFrame, Pl
 @dataclass
 class TrackingScore:
     link_recall: float
+    observed_link_recall: float
+    """The links whose two ends are detections (not filled in by gap closing)."""
     death_time_mae: float
     """Median absolute error (time points) of the time of death, over true deaths after the first time point
     whose cell's track shows a death."""
@@ -65,7 +70,7 @@ def score_tracks(tracks: pd.DataFrame, fates: pd.DataFrame, path: str | Path, we
     truth = read_truth(Path(path))
     if truth.death_time is None:
         raise LivedeadError(f"{path}: expected a plate made from a plate map (with '/truth/death_time'), found none")
-    found_links = true_links = 0
+    found_links = found_observed = true_links = 0
     errors, seen = [], 0
     death_of = {(r.well, r.track): r.death for r in fates.itertuples()}
     for w, well in enumerate(wells):
@@ -84,8 +89,12 @@ def score_tracks(tracks: pd.DataFrame, fates: pd.DataFrame, path: str | Path, we
         consecutive = np.diff(t_w["time"].to_numpy()) == 1
         c = t_w["cell"].to_numpy()
         right = same_track & consecutive & (c[1:] == c[:-1]) & (c[1:] >= 0)
-        pairs = {(int(t), int(k)) for t, k in zip(t_w["time"].to_numpy()[:-1][right], c[:-1][right], strict=True)}
+        observed = t_w["observed"].to_numpy(bool) if "observed" in t_w else np.ones(len(t_w), bool)
+        start_time = t_w["time"].to_numpy()[:-1]
+        pairs = {(int(t), int(k)) for t, k in zip(start_time[right], c[:-1][right], strict=True)}
+        both = right & observed[1:] & observed[:-1]
         found_links += len(pairs)
+        found_observed += len({(int(t), int(k)) for t, k in zip(start_time[both], c[:-1][both], strict=True)})
         deaths = truth.death_time[w]
         n_cells = int((deaths > -2).sum())
         true_links += n_cells * (len(times) - 1)
@@ -99,6 +108,7 @@ def score_tracks(tracks: pd.DataFrame, fates: pd.DataFrame, path: str | Path, we
                 errors.append(abs(float(found) - float(deaths[cell])))
     return TrackingScore(
         found_links / max(true_links, 1),
+        found_observed / max(true_links, 1),
         float(np.median(errors)) if errors else float("nan"),
         len(errors) / max(seen, 1),
     )

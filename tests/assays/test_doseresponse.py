@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from livedead.assays.doseresponse import fit_4pl, four_pl
+from livedead.assays.doseresponse import ROW_COLUMNS, fit_4pl, four_pl
 
 
 def test_a_noisy_curve_is_recovered_within_its_interval_95_times_in_100():
@@ -25,6 +25,7 @@ def test_a_noisy_curve_is_recovered_within_its_interval_95_times_in_100():
     assert row["status"] == "ok"
     assert float(row["ec50"]) == float(f"{fit.ec50:.6g}")
     assert row["at_h"] == "2.5"
+    assert tuple(row) == ROW_COLUMNS  # dose_response.csv's header, also when no compound has a dose series
 
 
 def test_no_dose_effect_or_too_few_concentrations_give_no_number():

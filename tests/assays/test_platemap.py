@@ -51,3 +51,27 @@ def test_a_missing_column_and_an_unknown_control_are_one_line(tmp_path):
     series = read_plate_map(write_plate_map(path, dose_series(WELLS, [1.0], 2)), WELLS)
     with pytest.raises(LivedeadError, match="config key 'control'"):
         series.control("vehicle")
+
+
+def test_an_extra_column_that_differs_splits_conditions_each_with_its_own_control(tmp_path):
+    path = tmp_path / "map.csv"
+    rows = ["W01,control,none,0,uM,1,MCF7,x", "W02,control,none,0,uM,1,HeLa,x", "W03,drug 1 uM,drug,1,uM,1,MCF7,x",
+            "W04,drug 1 uM,drug,1,uM,2,MCF7,x", "W05,drug 1 uM,drug,1,uM,1,HeLa,x",
+            "W06,drug 1 uM,drug,1,uM,1,A549,x"]  # fmt: skip
+    path.write_text("well,condition,compound,concentration,unit,replicate,line,lab\n" + "\n".join(rows) + "\n")
+    plate_map = read_plate_map(path, [f"W0{i}" for i in range(1, 7)])
+    assert plate_map.keys() == ["line"]  # 'lab' is the same throughout: it groups nothing
+    assert plate_map.conditions() == {
+        "control [line=MCF7]": ["W01"],
+        "control [line=HeLa]": ["W02"],
+        "drug 1 uM [line=MCF7]": ["W03", "W04"],
+        "drug 1 uM [line=HeLa]": ["W05"],
+        "drug 1 uM [line=A549]": ["W06"],
+    }
+    assert plate_map.controls(None) == {
+        "control [line=MCF7]": "control [line=MCF7]",
+        "control [line=HeLa]": "control [line=HeLa]",
+        "drug 1 uM [line=MCF7]": "control [line=MCF7]",
+        "drug 1 uM [line=HeLa]": "control [line=HeLa]",
+    }  # A549 has no control of its own: compared with none
+    assert plate_map.series_of("W05") == "drug [line=HeLa]"

@@ -60,3 +60,15 @@ def test_track_plate_keeps_wells_apart():
     tracks = track_plate(both, max_distance=8)
     assert tracks.groupby("well")["track"].nunique().tolist() == [4, 4]
     assert set(tracks["state"]) == {"live"}
+
+
+def test_the_positions_gap_closing_bridged_are_filled_in_and_marked_not_observed():
+    d = walkers(n=6, steps=5).assign(dead=False, time_h=lambda f: f["time"] * 0.25, well="A")
+    missed = (d["cell"] == 2) & (d["time"] == 2)
+    tracks = track_plate(d[~missed], max_distance=8, gap_frames=1)
+    assert len(tracks) == len(d)
+    filled = tracks[~tracks["observed"]]
+    assert filled[["time", "time_h", "state"]].values.tolist() == [[2, 0.5, "live"]]
+    true = d[missed][["y", "x"]].to_numpy()
+    assert np.hypot(*(filled[["y", "x"]].to_numpy() - true).T) < 3  # two steps of about 1.4 px each side
+    assert tracks.groupby("track").size().tolist() == [5] * 6
