@@ -42,10 +42,11 @@ from livedead.plates.synthetic import PlateSpec, generate_plate
 ROOT = Path(__file__).resolve().parents[1]
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # pytest-xdist runs one test process a core: one thread each, for it and the commands it starts,
-    # or their thread pools would take turns on the same cores
+    # pytest-xdist runs a test process a core: one thread each, for it and the commands it starts,
+    # or their thread pools would take turns on the same cores (measured: 9 min against 5.8)
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
+
 SLOW_FIXTURES = {"sweep", "scratch_model"}
 """Fixtures that run a multirun or a multi-epoch fit: a test that uses one is slow itself."""
 

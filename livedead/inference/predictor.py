@@ -376,7 +376,11 @@ def count_populations(
             f"populations=auto: {verdict} in {fit.get('nuclei', 0)} nuclei "
             f"(Ashman's D {fit.get('ashman_d', float('nan')):.2f}, BIC one {fit.get('bic_one', float('nan')):.1f}, "
             f"two {fit.get('bic_two', float('nan')):.1f})"
-            + (f", split at {fit['split_diameter']:.3g} {unit}" if "split_diameter" in fit else "")
+            + (
+                f", split at {', '.join(f'{c:.3g}' for c in fit['split_diameter'])} {unit}"
+                if fit.get("split_diameter")
+                else ""
+            )
         )
     else:
         assert isinstance(setting, Populations)
