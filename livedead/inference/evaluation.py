@@ -79,11 +79,15 @@ def write_metrics(
     return metrics
 
 
+SOURCE_PREFIX = {"model": "", "stains": "stain_", "truth": "true_"}
+"""The column prefix of each source's counts in ``counts.csv``."""
+
+
 def population_totals(rows: list[dict[str, Any]], populations: Populations) -> dict[str, Any]:
     """The definition, and live, dead and the dead fraction per population summed over the plate, per source
     whose columns the rows carry (``model``, ``stains``, ``truth``)."""
     out: dict[str, Any] = {"definition": populations.describe()}
-    for source, prefix in (("model", ""), ("stains", "stain_"), ("truth", "true_")):
+    for source, prefix in SOURCE_PREFIX.items():
         if not populations.ranges or f"{prefix}unassigned" not in rows[0]:
             continue
         per: dict[str, Any] = {}

@@ -48,7 +48,7 @@ from livedead import CLASS_NAMES
 from livedead.data.tilefile import read_tile_attrs
 from livedead.errors import LivedeadError, one_line
 from livedead.files import check_output, remove_stale_temporaries
-from livedead.inference.evaluation import write_counts, write_metrics
+from livedead.inference.evaluation import SOURCE_PREFIX, write_counts, write_metrics
 from livedead.inference.outputs import ImageOutputs
 from livedead.inference.rescaling import RESCALE_MODES, rescale_factor, to_image_grid, to_model_grid
 from livedead.inference.sliding_window import ImageRows, LoadedModel, load_model, predict_bands, predict_image
@@ -352,10 +352,6 @@ def _close(well: WellWriter | None, whole: set[str]) -> None:
         well.close()
 
 
-SOURCE_PREFIX = {"model": "", "stains": "stain_", "truth": "true_"}
-"""The column prefix of each source's counts in ``counts.csv``."""
-
-
 def count_populations(
     setting: Populations | str | None,
     rows: list[dict[str, Any]],
@@ -461,16 +457,19 @@ def _predict_one(
     one_band = rows >= raw.shape[0]
     if cfg.populations and not one_band:
         raise LivedeadError(_ONE_BAND.format(what="populations", shape=raw.shape))
-    kept, labels = None, []  # an image of one band keeps its maps (OME-Zarr output, populations)
+    kept = None  # an image of one band keeps its maps (OME-Zarr output, populations)
+    labels: list[np.ndarray] = []
     for start, probs in _probability_bands(model, raw, rows, factor, cfg, device):
         outputs.probs(start, probs)
         kept = probs if one_band else None
         for part in counter.add(start, *probability_maps(probs, model.foreground_threshold)):
             outputs.labels(*part)
-            labels += [part[1]] if one_band else []
+            if one_band:  # bands are written and let go: only a whole image's labels are kept
+                labels.append(part[1])
     for part in counter.finish():
         outputs.labels(*part)
-        labels += [part[1]] if one_band else []
+        if one_band:
+            labels.append(part[1])
     if counter.cut:
         console.print(
             f"{well_names[image.well]}_t{image.time:03d}: {counter.cut} nuclei of foreground that reaches over "
