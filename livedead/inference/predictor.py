@@ -245,6 +245,10 @@ def run(
             f"config key 'populations': expected the pixel size of {source} for diameters in µm, found none: "
             "give config key 'pixel_size_um' (µm/px), or 'populations=auto'"
         )
+    in_bands = band_rows(plate.shape, cfg.band_px) < plate.shape[0]
+    for what, needed in (("save=ome-zarr", cfg.save == "ome-zarr"), ("populations", bool(cfg.populations))):
+        if needed and in_bands:  # before any work; a folder of mixed sizes is caught image by image
+            raise LivedeadError(_ONE_BAND.format(what=what, shape=plate.shape))
     factor = rescale_factor(cfg.rescale, pixel_size, model.pixel_size_um, f"{ckpt}, {source}")
     if factor != 1.0:
         console.print(f"images of {pixel_size:g} µm/px rescaled by {factor:.4g} to the model's {model.pixel_size_um:g}")

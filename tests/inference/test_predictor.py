@@ -285,6 +285,15 @@ def test_auto_populations_are_fitted_to_the_plate_and_recorded(tiny_ckpt, plate_
     assert (out / "populations.png").exists() == bool(found)
 
 
+@pytest.mark.parametrize("override", ["save=ome-zarr", "populations=auto"])
+def test_what_needs_a_whole_image_is_refused_in_bands_before_any_work(tiny_ckpt, plate_path, tmp_path, override):
+    """The OME-Zarr output and the populations are made from a whole image's instance labels."""
+    proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate_path}", f"output={tmp_path / 'p'}",
+                   "band_px=20000", override)  # fmt: skip
+    assert_one_line_error(proc, override.split("=")[0], "predicted in bands", "'band_px'", "256x320")
+    assert not (tmp_path / "p").exists()
+
+
 # --- wells larger than memory ------------------------------------------------------------------
 
 
