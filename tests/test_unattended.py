@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -266,6 +267,7 @@ def test_a_damaged_chunk_is_one_line_naming_file_dataset_and_tiles(tmp_path, wor
             pass
     assert one_line(err.value).startswith(f"{path}: dataset '/images': damaged data in tiles 100..149")
     assert "on_bad_chunk=skip" in one_line(err.value)
+    assert not multiprocessing.active_children(), "the workers stop with the error, not at a later collection"
 
 
 def test_unchecksummed_damage_goes_unseen_and_checksums_are_written(tiles_path, tmp_path):

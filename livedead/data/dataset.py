@@ -20,6 +20,7 @@ written, cost it more than the workers' reads.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import h5py
@@ -216,8 +217,22 @@ class TileLoader(DataLoader):
 
     dataset: TileBatches
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         if self.num_workers > 0 and not self.pin_memory:
             self.dataset.share_rings(self.num_workers)
+        return self._resolved(super().__iter__())
+
+    def _resolved(self, batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The batches in this process's rings; an error stops the workers at once, then propagates.
+
+        The error's traceback would otherwise hold the iterator, and its workers, until a later
+        garbage collection, which may close their queues first: each worker then waited out its
+        5 s join timeout before being killed (measured: 10.3 s for two workers after a damaged chunk).
+        """
         resolve = self.dataset.resolve
-        return (resolve(batch) for batch in super().__iter__())
+        try:
+            for batch in batches:
+                yield resolve(batch)
+        except BaseException as err:
+            del batches  # the last reference: the iterator shuts its workers down here
+            raise err.with_traceback(None) from err.__cause__
