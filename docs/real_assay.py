@@ -1,6 +1,6 @@
 """The README's figure "A real assay": a held-out frame of the scratch assay in ``tests/data/ndev``.
 
-Trains the tiny U-Net exactly as the suite's ``scratch_model`` fixture does (``tests.conftest.train_scratch_model``:
+Trains the tiny U-Net exactly as the suite's ``scratch_model`` fixture does (``tests.helpers.train_scratch_model``:
 ``prepare`` with labels from the Hoechst channel, the Lightning Trainer, ``predict``), then draws the last
 held-out frame three times: its oblique transmitted light, the labels the Hoechst channel gives, and the
 model's counted nuclei outlined on the transmitted light (live green, dead red), with the hand-drawn
@@ -29,7 +29,7 @@ from livedead.nuclei.counting import stain_reference  # noqa: E402
 from livedead.nuclei.labels import labels_from_stains  # noqa: E402
 from livedead.nuclei.size import image_sizes  # noqa: E402
 from livedead.viz.overlays import nuclei_overlay  # noqa: E402
-from tests.conftest import SCRATCH, SCRATCH_HELD_OUT, train_scratch_model  # noqa: E402
+from tests.helpers import SCRATCH, SCRATCH_HELD_OUT, train_scratch_model  # noqa: E402
 
 
 def grey(image: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ import torch
 from livedead.files import folder_lock
 from livedead.plates.platefile import PLATE_CHANNELS, PlateAttrs, write_plate
 from livedead.plates.synthetic import FieldGrid, write_fields
-from tests.conftest import ROOT, assert_one_line_error, run_cli
+from tests.helpers import ROOT, assert_one_line_error, run_cli
 from tests.test_unattended import TINY
 
 UNWRITABLE = "/proc/livedead-nowhere"

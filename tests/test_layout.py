@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 PACKAGE = ROOT / "livedead"
 SHARED = {"__init__", "errors", "files", "allocator"}

@@ -6,7 +6,7 @@ import pytest
 from livedead.errors import LivedeadError
 from livedead.inference.evaluation import read_counts, write_counts
 from livedead.plates.omezarr import open_zarr_plate, read_labels
-from tests.conftest import assert_one_line_error, run_cli, run_subprocess
+from tests.helpers import assert_one_line_error, run_cli, run_subprocess
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 
 NOTEBOOKS = ROOT / "notebooks"
 

@@ -17,7 +17,7 @@ import livedead.train  # noqa: F401  (the command registers its config schema, w
 from livedead.config.resolvers import run_dir
 from livedead.config.training import run
 from livedead.errors import LivedeadError
-from tests.conftest import ROOT, CliResult, assert_one_line_error, run_cli, run_subprocess
+from tests.helpers import ROOT, CliResult, assert_one_line_error, run_cli, run_subprocess
 
 TINY = [
     "model.net.base_channels=4",

@@ -25,7 +25,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from livedead.config.resume import latest_checkpoint
 from livedead.data.datamodule import TileDataModule
 from livedead.errors import LivedeadError, one_line
-from tests.conftest import ROOT, assert_one_line_error, run_cli
+from tests.helpers import ROOT, assert_one_line_error, run_cli
 
 TINY = [
     "model.net.base_channels=4",

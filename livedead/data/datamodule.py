@@ -14,6 +14,7 @@ value checks run on every batch read; both fail with one line naming the file an
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,7 +137,9 @@ class TileDataModule(L.LightningDataModule):
             raise LivedeadError(f"config key 'data.normalize': expected one of {NORMALIZE_MODES}, found {normalize!r}")
         if batch_size < 1:
             raise LivedeadError(f"config key 'data.batch_size': expected >= 1, found {batch_size}")
-        self.save_hyperparameters(logger=False)
+        # our own frame, passed in: Lightning's lookup of it keeps its own frame in a reference cycle, and with it
+        # the caller's (its loaders, their workers) until a garbage collection, which then waited 5 s a worker
+        self.save_hyperparameters(logger=False, frame=inspect.currentframe())
         self.hparams.path = str(path)  # plain types only: checkpoints load with weights_only=True
         self.hparams.percentiles = list(percentiles)
         self.path = Path(path)

@@ -17,6 +17,7 @@ checkpoints carry it, and ``livedead.predict`` counts nuclei above it.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -152,7 +153,8 @@ class LiveDeadModule(L.LightningModule):
     ) -> None:
         super().__init__()
         # the partials stay out of the checkpoint, which Lightning loads with weights_only=True
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        # our own frame: see TileDataModule (Lightning's lookup of it keeps the caller's frames until a collection)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False, frame=inspect.currentframe())
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.net = net
         self.net_spec = net_spec(net, net_args)  # fails now, not at the first checkpoint, if it cannot be rebuilt

@@ -13,7 +13,7 @@ from livedead.assays.truth import score_tracks, true_plate
 from livedead.inference.evaluation import read_counts
 from livedead.plates.synthetic import well_names
 from tests.assays.conftest import DOSE
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from livedead.data.preparation import PrepareConfig, prepare
 from livedead.errors import LivedeadError
 from livedead.nuclei.labels import labels_from_stains
 from livedead.plates.synthetic import PlateSpec, generate_plate
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 
 
 def test_final_file_layout(tiles_path):

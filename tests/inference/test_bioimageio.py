@@ -10,7 +10,7 @@ from bioimageio.spec import load_description
 from livedead.errors import LivedeadError
 from livedead.inference.bioimageio import ExportConfig, export_bioimageio
 from livedead.inference.sliding_window import load_model
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 
 
 def test_an_exported_model_passes_bioimageio_validation_and_reproduces_its_test_output(tiny_ckpt, tmp_path):

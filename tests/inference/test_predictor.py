@@ -26,7 +26,7 @@ from livedead.nuclei.size import sizes_of_mask
 from livedead.plates.images import read_image
 from livedead.plates.omezarr import LABEL_COLOURS, open_zarr_plate, read_labels
 from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
-from tests.conftest import NAMES, ROOT, assert_one_line_error, run_cli, to_zarr
+from tests.helpers import NAMES, ROOT, assert_one_line_error, run_cli, to_zarr
 
 
 @pytest.mark.slow

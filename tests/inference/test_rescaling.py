@@ -13,7 +13,7 @@ from livedead.errors import LivedeadError
 from livedead.inference.predictor import PredictConfig, run
 from livedead.inference.rescaling import rescale_factor, to_image_grid, to_model_grid
 from livedead.plates.synthetic import generate_plate
-from tests.conftest import SMALL, assert_one_line_error, run_cli
+from tests.helpers import SMALL, assert_one_line_error, run_cli
 
 TRAINED_UM = 0.65
 """The pixel size the checkpoint of these tests says it was trained at."""
@@ -81,7 +81,7 @@ def test_counts_at_half_and_twice_the_magnification_within_10_percent_of_1x(coun
     across where they are 10: measured 1x 39, 0.5x 3 (44 on the network's grid: its blobs vanish
     on the image's half-size grid), 2x 32 (the network sees the resampled image's lower noise). A
     model trained to its nuclei's size is needed to meet it; none is small enough for the suite. Nor does the
-    suite's real one: the tiny U-Net of :func:`tests.conftest.train_scratch_model` (5 epochs on the scratch
+    suite's real one: the tiny U-Net of :func:`tests.helpers.train_scratch_model` (5 epochs on the scratch
     assay's oblique light), on its 3 held-out frames resampled and predicted with their pixel size given,
     counted 322 nuclei at 1x, 227 at 0.5x (-30 %) and 318 at 2x (-1 %), for 242 hand-drawn."""
     ref = counts["1.0x"]["total"]

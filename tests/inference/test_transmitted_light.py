@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.conftest import ScratchModel
+from tests.helpers import ScratchModel
 
 F1_FLOOR = 0.2
 """Measured 0.301 (precision 0.264, recall 0.351: 322 found for 242 drawn); the floor leaves a margin under it."""

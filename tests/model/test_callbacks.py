@@ -10,7 +10,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from livedead.model.callbacks import ExactResume, KeepFreedMemory, StepCheckpoint, first_unsaved_step
-from tests.conftest import ROOT, data_for, make_module
+from tests.helpers import ROOT, data_for, make_module
 
 PRIVATE = re.compile(r"\b(trainer|loop)\._")
 

@@ -13,7 +13,7 @@ from livedead.errors import LivedeadError
 from livedead.model.module import LiveDeadModule
 from livedead.model.schedulers import CosineAnnealingWithKicks
 from livedead.model.unet import UNet
-from tests.conftest import assert_one_line_error, data_for, run_cli
+from tests.helpers import assert_one_line_error, data_for, run_cli
 
 
 def optimizer(lr=1.0, groups=1):

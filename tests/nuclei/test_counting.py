@@ -15,7 +15,7 @@ from livedead.nuclei.counting import (
 )
 from livedead.nuclei.labels import labels_from_stains
 from livedead.plates.synthetic import PlateSpec, generate_plate, render_image, simulate_well
-from tests.conftest import real_nuclei
+from tests.helpers import real_nuclei
 
 
 def disk(img, cy, cx, r, value):

@@ -7,7 +7,7 @@ from livedead.nuclei.counting import nuclei_from_class_map
 from livedead.nuclei.labels import class_iou, labels_from_stains, segment_channel
 from livedead.nuclei.size import estimate_diameter, image_sizes
 from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
-from tests.conftest import nuclei_with_micronuclei, real_nuclei
+from tests.helpers import nuclei_with_micronuclei, real_nuclei
 
 # The floor that stain-derived labels must meet against the synthetic truth (pixel IoU, mean
 # over every image of the test plate). Measured: background 0.998, DAPI 0.94, Cy5 0.95.

@@ -14,7 +14,7 @@ from livedead.nuclei.counting import stain_reference
 from livedead.nuclei.labels import labels_from_stains
 from livedead.nuclei.populations import Populations, fit_populations, nucleus_diameters, parse_populations
 from livedead.nuclei.size import image_sizes
-from tests.conftest import ROOT, real_nuclei
+from tests.helpers import ROOT, real_nuclei
 
 ASSAY = ROOT.parent / "shared" / "real" / "mcf7-killing"
 KILLING = {"target": {"diameter_um": [10, 30]}, "effector": {"diameter_um": [3, 10]}}

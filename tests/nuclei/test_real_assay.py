@@ -11,7 +11,7 @@ import tifffile
 from livedead.nuclei.counting import stain_reference, truth_coverage
 from livedead.nuclei.labels import labels_from_stains
 from livedead.nuclei.size import image_sizes
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 ASSAY = ROOT.parent / "shared" / "real" / "mcf7-killing"
 

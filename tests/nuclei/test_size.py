@@ -14,7 +14,7 @@ from livedead.nuclei.size import (
     smallest_nucleus,
 )
 from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
-from tests.conftest import real_nuclei
+from tests.helpers import real_nuclei
 
 
 @pytest.mark.parametrize("scale", [0.5, 1.0, 2.0])

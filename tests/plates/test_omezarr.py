@@ -13,7 +13,7 @@ from livedead.plates.omezarr import open_zarr_plate, write_hcs
 from livedead.plates.platefile import PLATE_CHANNELS
 from livedead.plates.sources import TiffLayout, open_plate
 from livedead.plates.stitching import StitchConfig, stitch
-from tests.conftest import NAMES, assert_one_line_error, run_cli, to_zarr
+from tests.helpers import NAMES, assert_one_line_error, run_cli, to_zarr
 
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])

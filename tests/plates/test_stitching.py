@@ -14,7 +14,7 @@ from livedead.errors import LivedeadError
 from livedead.plates.sources import open_plate
 from livedead.plates.stitching import StitchConfig, grid_cell, stitch
 from livedead.plates.synthetic import FieldGrid, PlateSpec, generate_plate, write_fields
-from tests.conftest import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 
 GRID = FieldGrid(rows=3, cols=4, overlap=0.15, jitter=5, order="snake", seed=2)
 CFG = StitchConfig(rows=3, cols=4, overlap=0.15, order="snake", progress=False)

@@ -6,7 +6,7 @@ import pytest
 from scipy import ndimage
 
 from livedead.plates.synthetic import PlateSpec, death_hazards, generate_plate, render_image, simulate_well
-from tests.conftest import SMALL, assert_one_line_error, run_cli
+from tests.helpers import SMALL, assert_one_line_error, run_cli
 
 
 def test_layout(plate_path):

@@ -6,7 +6,7 @@ import pytest
 from matplotlib.patches import Rectangle
 
 from livedead.viz.figures import confusion_figure, count_figures, plot_counts, save_figure, seams_figure
-from tests.conftest import colour_mask, png_pixels
+from tests.helpers import colour_mask, png_pixels
 
 
 def test_the_confusion_matrix_is_normalised_by_truth_with_the_counts_written_in():

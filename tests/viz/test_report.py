@@ -12,7 +12,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from tests.conftest import assert_one_line_error, colour_mask, png_pixels, run_cli
+from tests.helpers import assert_one_line_error, colour_mask, png_pixels, run_cli
 
 
 def best_from_events(job: Path, tag: str = "val/pr_auc/macro") -> float:

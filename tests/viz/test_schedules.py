@@ -8,7 +8,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from livedead.model.schedulers import CosineAnnealingWithKicks
 from livedead.viz.schedules import metric_sequence, plot, trajectory
-from tests.conftest import colour_mask
+from tests.helpers import colour_mask
 
 
 def test_the_loss_is_flat_on_its_plateaus_and_seeded():

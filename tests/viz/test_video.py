@@ -21,7 +21,7 @@ def test_video_of_the_overlays(fitted, tmp_path, fmt):
 
 
 def test_video_cli_bad_run(tmp_path):
-    from tests.conftest import assert_one_line_error, run_cli
+    from tests.helpers import assert_one_line_error, run_cli
 
     assert_one_line_error(run_cli("livedead.video", f"run={tmp_path / 'nope'}"), "nope", "run folder not found")
     (tmp_path / "empty").mkdir()
