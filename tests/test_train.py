@@ -243,6 +243,20 @@ def test_optuna_sweep_of_two_trials(tiles_path, tmp_path):
 
 
 @pytest.mark.slow
+def test_last_ckpt_is_the_last_epoch_when_that_is_not_the_best(tiles_path, tmp_path):
+    """``last.ckpt`` is what a resume and ``predict`` take: the last epoch, not a copy of the best (Lightning 2.6's
+    ``save_last`` writes it only when a new best is saved at the same step). At lr 1e-30 no epoch beats the first."""
+    proc = train(tmp_path, tiles_path, "model.optimizer.lr=1e-30")  # too small to change a float32 weight
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    checkpoints = only((tmp_path / "outputs" / "runs").iterdir()) / "checkpoints"
+    last = torch.load(checkpoints / "last.ckpt", weights_only=True, map_location="cpu")
+    best = torch.load(checkpoints / "epoch_000.ckpt", weights_only=True, map_location="cpu")
+    assert (best["epoch"], last["epoch"]) == (0, 1)
+    assert last["global_step"] == 2 * best["global_step"]
+    assert not (checkpoints / "epoch_001.ckpt").exists(), "the second epoch was no better"
+
+
+@pytest.mark.slow
 def test_resume_continues_the_run_in_the_same_folders(tiles_path, tmp_path):
     first = train(tmp_path, tiles_path, "trainer.max_epochs=1")
     assert first.returncode == 0, first.stderr[-3000:]

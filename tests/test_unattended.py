@@ -28,8 +28,8 @@ from livedead.errors import LivedeadError, one_line
 from tests.helpers import ROOT, assert_one_line_error, run_cli
 
 TINY = [
-    "model.net.base_channels=4",
-    "model.net.depth=2",
+    "model.net.base_channels=2",
+    "model.net.depth=1",
     "model.overlay_tiles=0",
     "data.num_workers=0",
     "trainer.accelerator=cpu",
@@ -86,7 +86,7 @@ def test_resume_keeps_the_runs_config_and_every_record(tiles_path, tmp_path):
     assert resumed.seed == 7
     assert resumed.trainer.limit_train_batches == 2
     assert resumed.trainer.max_epochs == 2
-    assert resumed.model.net.base_channels == 4  # unet_small's 8, overridden by TINY
+    assert resumed.model.net.base_channels == 2  # unet_small's 8, overridden by TINY
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     cut_off.write_bytes(b"half a checkpoint")
     changed = run_cli("livedead.train", f"resume={run}", "seed=8", cwd=tmp_path)
