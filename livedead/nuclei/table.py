@@ -2,13 +2,13 @@
 
 One row per nucleus: ``well``, ``time`` (the time point's index), ``label`` (its number in its image,
 1..n, as in the instance labels ``save=ome-tiff`` and ``save=ome-zarr`` keep), ``y``, ``x`` (its
-centroid, px, to 0.001), ``area_px`` and ``state`` (``live`` or ``dead``). ``predict`` writes it,
-whatever ``save`` is, beside ``counts.csv`` and just before it, so that the assay step reads the very
-nuclei that were counted instead of finding them again in the saved maps (at 2700x3600 px that
-took half its time). An image counted in bands is counted by centroid ownership, each nucleus by one
-band, so it is in the table once, as in the image counted whole. The table must agree with
-``counts.csv``: :func:`read_nuclei_table` refuses, in one line, one whose live and dead nuclei of an
-image are not that image's counts (a table of another run, say).
+centroid, px, written as computed and read back exactly), ``area_px`` and ``state`` (``live`` or
+``dead``). ``predict`` writes it, whatever ``save`` is, beside ``counts.csv`` and just before it, so
+that the assay step reads the very nuclei that were counted instead of finding them again in the
+saved maps (at 2700x3600 px that took half its time). An image counted in bands is counted by
+centroid ownership, each nucleus by one band, so it is in the table once, as in the image counted
+whole. The table must agree with ``counts.csv``: :func:`read_nuclei_table` refuses, in one line, one
+whose live and dead nuclei of an image are not that image's counts (a table of another run, say).
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ class NucleiTable:
         """One image's nuclei, labelled 1..n in their order (the order their instance labels number them)."""
         if nuclei.areas is None:
             raise ValueError("nuclei without their areas: count them with livedead.nuclei.counting")
-        self.images.append((well, int(time), np.round(nuclei.centroids, 3), nuclei.dead.astype(bool), nuclei.areas))
+        centroids = np.asarray(nuclei.centroids, np.float64)
+        self.images.append((well, int(time), centroids, nuclei.dead.astype(bool), nuclei.areas))
 
     def write(self, out: Path) -> Path:
         """``<out>/nuclei.csv``, written under a temporary name and renamed into place when whole."""
@@ -104,7 +105,7 @@ def read_nuclei_table(folder: str | Path, rows: Sequence[dict[str, Any]]) -> pd.
         header = list(pd.read_csv(path, nrows=0).columns)
         if header != COLUMNS:
             raise LivedeadError(f"{path}: expected the columns {','.join(COLUMNS)}, found {','.join(header)}")
-        table = pd.read_csv(path, dtype=dtypes, keep_default_na=False)  # type: ignore[arg-type]
+        table = pd.read_csv(path, dtype=dtypes, keep_default_na=False, float_precision="round_trip")  # type: ignore[arg-type]
     except (ValueError, pd.errors.ParserError) as err:
         raise LivedeadError(f"{path}: expected a table of nuclei, found what does not parse ({err})") from None
     bad = ~table["state"].isin(STATES)

@@ -120,8 +120,8 @@ def test_ome_tiff_predictions_carry_channel_names_and_pixel_size(tiny_ckpt, plat
     ys, xs = np.nonzero(labels)
     area = np.bincount(labels[ys, xs], minlength=len(first) + 1)[1:]
     np.testing.assert_array_equal(first["area_px"], area)
-    np.testing.assert_allclose(first["y"], np.bincount(labels[ys, xs], ys, len(first) + 1)[1:] / area, atol=5e-4)
-    np.testing.assert_allclose(first["x"], np.bincount(labels[ys, xs], xs, len(first) + 1)[1:] / area, atol=5e-4)
+    np.testing.assert_allclose(first["y"], np.bincount(labels[ys, xs], ys, len(first) + 1)[1:] / area, rtol=1e-12)
+    np.testing.assert_allclose(first["x"], np.bincount(labels[ys, xs], xs, len(first) + 1)[1:] / area, rtol=1e-12)
     dead = np.bincount(labels[ys, xs], nuclei[0][ys, xs] == 2, len(first) + 1)[1:] > 0
     np.testing.assert_array_equal(first["state"] == "dead", dead)
     bad = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate}", f"output={out}", "save=zarr")
