@@ -58,7 +58,7 @@ class NucleiTable:
         """``<out>/nuclei.csv``, written under a temporary name and renamed into place when whole."""
         path = Path(out) / NUCLEI_CSV
         with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
+            writer = csv.writer(f, lineterminator="\n")
             writer.writerow(COLUMNS)
             for well, time, centroids, dead, areas in self.images:
                 n = len(dead)
