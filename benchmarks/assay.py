@@ -12,7 +12,7 @@ that cell's nucleus, a position gap closing filled in (``observed`` False) inclu
 ``observed_link_recall`` (printed too) only links whose two ends were detected.
 ``death_time_mae`` is the median absolute error (time points) of the time of death over the true
 deaths after the first time point. ``tracking_vs_predict`` is the whole assay step's time (reading
-the saved class maps, re-deriving the nuclei, tracking, statistics, figures) over ``predict``'s
+the nuclei ``predict`` counted from its ``nuclei.csv``, tracking, statistics, figures) over ``predict``'s
 (of the plate's brightfield images alone, as a time-lapse plate is: no stain-derived reference
 counts, no scoring against the truth in its time),
 measured on ``--large-wells`` wells of ``--large-timepoints`` 2700x3600 images (both grow with the

@@ -227,11 +227,13 @@ def test_predict_writes_counts_csv_after_the_figures(tiny_ckpt, plate_path, tmp_
     folder = tiff_folder(plate_path, tmp_path / "tiffs")
     out = tmp_path / "pred"
     (out / "counts_over_time.png").mkdir(parents=True)
-    (out / "counts.csv").write_text("well,time\nW09,0\n")  # an earlier run's table
+    (out / "counts.csv").write_text("well,time\nW09,0\n")  # an earlier run's tables
+    (out / "nuclei.csv").write_text("well,time,label,y,x,area_px,state\nW09,0,1,5.0,5.0,80,live\n")
     proc = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={folder}", f"output={out}", "progress=false",
                    "overlays=false", "save=none")  # fmt: skip
     assert_one_line_error(proc, "counts_over_time.png")
     assert not (out / "counts.csv").exists()
+    assert not (out / "nuclei.csv").exists()
 
 
 # --- the command line ---------------------------------------------------------------------------

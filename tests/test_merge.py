@@ -25,6 +25,7 @@ def test_a_multirun_over_wells_merges_into_what_one_process_writes(tiny_ckpt, pl
     merged = run_cli("livedead.merge", f"output={out}")
     assert merged.returncode == 0, merged.stderr[-3000:]
     assert read_counts(out) == read_counts(tmp_path / "one")
+    assert (out / "nuclei.csv").read_text() == (tmp_path / "one" / "nuclei.csv").read_text()  # each nucleus once
     assert (out / "predictions.ome.zarr" / "counts.csv").read_text() == (out / "counts.csv").read_text()
     assert open_zarr_plate(out / "predictions.ome.zarr").wells == ["W01", "W03"]
     for col in ("01", "03"):

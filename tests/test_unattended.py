@@ -467,6 +467,7 @@ def test_a_killed_predict_leaves_only_whole_files_and_a_rerun_finishes(tiny_ckpt
     proc.wait(60)
     assert proc.returncode == -signal.SIGKILL
     assert not (out / "counts.csv").exists(), "the summary is written last"
+    assert not (out / "nuclei.csv").exists(), "the nuclei table just before it"
     for path in out.iterdir():  # whatever has a final name is whole
         if path.suffix == ".tif":
             tifffile.imread(path)

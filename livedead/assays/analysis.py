@@ -39,7 +39,8 @@ class AssayConfig:
     """The settings of ``livedead.assay`` (``conf/assay.yaml``)."""
 
     predictions: str = "???"
-    """A ``livedead.predict`` output folder (with ``save=tiff`` or ``save=ome-tiff``)."""
+    """A ``livedead.predict`` output folder: its ``counts.csv`` and ``nuclei.csv`` (any ``save``; one predicted
+    before it kept ``nuclei.csv``: with ``save=tiff`` or ``save=ome-tiff``, whose maps give the nuclei again)."""
     output: str = "???"
     plate_map: str | None = None
     """CSV: well, condition, compound, concentration, unit, replicate (:mod:`livedead.assays.platemap`);
@@ -138,8 +139,9 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 def run_assay(cfg: AssayConfig, rows: Sequence[dict[str, Any]], detections: pd.DataFrame | None = None) -> AssayResult:
     """The whole assay step on a prediction folder's ``counts.csv`` ``rows``; writes into ``cfg.output``.
 
-    ``detections`` (as :func:`livedead.assays.detections.read_detections` gives) replace the folder's
-    nuclei: the true ones of a synthetic plate, for the analysis of the true counts.
+    The nuclei are the folder's ``nuclei.csv`` (those ``predict`` counted), or, in a folder without it,
+    found again in its saved maps (:func:`livedead.assays.detections.read_detections`). ``detections``
+    (as that gives) replace them: the true ones of a synthetic plate, for the analysis of the true counts.
     """
     cfg.validate()
     folder, out = Path(cfg.predictions), Path(cfg.output)
@@ -161,7 +163,8 @@ def run_assay(cfg: AssayConfig, rows: Sequence[dict[str, Any]], detections: pd.D
     with Progress(console=console, disable=not cfg.progress) as bar:
         if detections is None:
             task = bar.add_task("reading nuclei", total=len(counts))
-            detections = read_detections(folder, rows, on_image=lambda: bar.advance(task))
+            detections = read_detections(folder, rows, lambda: bar.advance(task), lambda note: console.print(note))
+            bar.update(task, completed=len(counts))
         track_task = bar.add_task("tracking", total=len(wells))
         start = time.perf_counter()
         tracks = track_plate(detections, cfg.max_distance, cfg.gap_frames, cfg.tracker, lambda: bar.advance(track_task))

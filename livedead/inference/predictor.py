@@ -14,6 +14,8 @@ a band at a time; any other image is the same code in one band. Written:
 * ``counts.csv``: one row per well and time point: live, dead, total, dead fraction, and the
   truth (and the count of the stain-derived labels) where the input carries them, and the factor
   the image was rescaled by to the checkpoint's pixel size (``rescale``, 1 for none);
+* ``nuclei.csv`` (:mod:`livedead.nuclei.table`), whatever ``save`` is: every nucleus counted, once
+  (well, time, label, centroid, area, live or dead), what the assay step tracks;
 * ``metrics.json`` when the input carries truth: count MSE, MAE and relative error, per image
   and per ``count_tile``-px tile, for the model and for the stain-derived reference.
 
@@ -24,8 +26,9 @@ labels added to an OME-Zarr input's fields. A Hydra multirun over wells (``wells
 each job a ``part``: its tables go to ``<output>/parts/<job>``, its wells into the shared plate,
 and ``livedead.merge`` joins the parts' counts and finishes the plate.
 
-Both files, and the scores in them, are :mod:`livedead.inference.evaluation`'s. ``counts.csv`` is
-written last, after the figures the command draws, so that a table means the run finished.
+``counts.csv`` and ``metrics.json``, and the scores in them, are :mod:`livedead.inference.evaluation`'s.
+``counts.csv`` is written last, after the figures the command draws and ``nuclei.csv``, so that a
+table means the run finished.
 
 An image that fails is reported and skipped, and leaves nothing in the results: its row and its
 per-tile counts are kept only once every step of it has succeeded.
@@ -68,6 +71,7 @@ from livedead.nuclei.counting import (
 from livedead.nuclei.labels import labels_from_stains
 from livedead.nuclei.populations import Populations, fit_populations, nucleus_diameters, parse_populations
 from livedead.nuclei.size import NucleusScale, image_sizes
+from livedead.nuclei.table import NUCLEI_CSV, NucleiTable
 from livedead.plates.omezarr import PlateWriter, WellWriter, finish_plate, unfinish_plate
 from livedead.plates.platefile import PLATE_CHANNELS, PlateTruth
 from livedead.plates.sources import Plate, PlateImage, TiffLayout, open_plate
@@ -258,10 +262,12 @@ def run(
     zarr_out = _plate_writer(cfg, plate, source, wells)
     out.mkdir(exist_ok=True)
     remove_stale_temporaries(out)  # what a killed run was writing
-    (out / "counts.csv").unlink(missing_ok=True)  # an earlier run's table must not stand beside this run's images
+    for table in ("counts.csv", NUCLEI_CSV):  # an earlier run's tables must not stand beside this run's images
+        (out / table).unlink(missing_ok=True)
     truth = plate.truth()
     stains = "hoechst" in plate.channels and "draq7" in plate.channels
     rows: list[dict[str, Any]] = []
+    counted = NucleiTable()
     tiles: dict[str, list[np.ndarray]] = {"model": [], "stains": [], "truth": []}
     detection: dict[str, list[dict[str, float]]] = {"model": [], "stains": []}
     sizes: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
@@ -304,6 +310,7 @@ def run(
                 print(f"livedead.predict: {name}: failed: {msg}", file=sys.stderr)
             else:  # only a whole image's results are kept, so rows and per-tile counts stay aligned
                 rows.append(result.row)
+                counted.add(result.row["well"], image.time, result.nuclei)
                 for k, v in result.tiles.items():
                     tiles[k].append(v)
                 for k, v in result.detection.items():
@@ -317,6 +324,7 @@ def run(
             figures(rows, out)
         if "true_live" in rows[0] or found is not None:
             write_metrics(rows, tiles, detection, out, cfg.count_tile, console, found)
+        counted.write(out)
         write_counts(rows, out)
         if zarr_out is not None and zarr_out.into_input is None and cfg.part is None:
             done = [w for w in wells if w in whole]

@@ -51,6 +51,8 @@ class Nuclei:
     dead: np.ndarray
     diameter: float | None = None
     """The nucleus diameter (px) the instances were found with (None for given instances)."""
+    areas: np.ndarray | None = None
+    """Each nucleus's pixels (n,), kept for the nuclei table (:mod:`livedead.nuclei.table`)."""
 
     def counts(self) -> dict[str, float]:
         live, dead = int((~self.dead).sum()), int(self.dead.sum())
@@ -132,7 +134,7 @@ def nuclei_from_instances(instances: np.ndarray, dead_map: np.ndarray | None, mi
     else:
         dead_px = np.bincount(ids, weights=np.asarray(dead_map, np.float64)[mask], minlength=n + 1)
         dead = dead_px[kept] > sizes[kept] / 2
-    return Nuclei(relabel[instances], np.stack([cy, cx], axis=1).reshape(-1, 2), dead)
+    return Nuclei(relabel[instances], np.stack([cy, cx], axis=1).reshape(-1, 2), dead, areas=sizes[kept])
 
 
 def nuclei_from_class_map(class_map: np.ndarray, **options: float | None) -> Nuclei:
@@ -193,6 +195,7 @@ class BandCounter:
         """The instance labels of the rows not handed out yet, from row ``lab_start``."""
         self.centroids: list[np.ndarray] = [np.zeros((0, 2))]
         self.dead: list[np.ndarray] = [np.zeros(0, bool)]
+        self.areas: list[np.ndarray] = [np.zeros(0, np.int64)]
         self.n = 0
         self.cut = 0
         """Nuclei of pieces that reach further than ``MAX_REACH`` bands, counted only that far."""
@@ -222,8 +225,9 @@ class BandCounter:
         return self._count()
 
     def nuclei(self) -> Nuclei:
-        """The nuclei counted: centroids (whole-image rows) and dead flags; their labels were handed out."""
-        found = Nuclei(None, np.concatenate(self.centroids), np.concatenate(self.dead))
+        """The nuclei counted: centroids (whole-image rows), dead flags and areas; their labels were handed out."""
+        areas = np.concatenate(self.areas)
+        found = Nuclei(None, np.concatenate(self.centroids), np.concatenate(self.dead), areas=areas)
         found.diameter = self.sizes.typical if self.sizes is not None and self.n else None
         return found
 
@@ -271,6 +275,8 @@ class BandCounter:
         labels[ids > 0] = ids[ids > 0]
         self.centroids.append(found.centroids[own] + [e0, 0])
         self.dead.append(found.dead[own])
+        assert found.areas is not None
+        self.areas.append(found.areas[own])
         self.n += int(own.sum())
 
     def _emit(self, upto: int, keep_from: int) -> list[tuple[int, np.ndarray, np.ndarray]]:

@@ -9,6 +9,7 @@ import sys
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 import torch
@@ -23,6 +24,7 @@ from livedead.errors import LivedeadError
 from livedead.inference.evaluation import read_counts
 from livedead.inference.predictor import held_out_wells
 from livedead.nuclei.size import sizes_of_mask
+from livedead.nuclei.table import read_nuclei_table
 from livedead.plates.images import read_image
 from livedead.plates.omezarr import LABEL_COLOURS, open_zarr_plate, read_labels
 from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
@@ -110,6 +112,18 @@ def test_ome_tiff_predictions_carry_channel_names_and_pixel_size(tiny_ckpt, plat
     with open(out / "counts.csv", newline="") as f:
         row = next(csv.DictReader(f))
     assert len(np.unique(nuclei[1])) - 1 == int(row["total"])  # the instances are the counted nuclei
+    # the table beside counts.csv holds each of them, by its label: its centroid, area and class
+    table = read_nuclei_table(out, read_counts(out))
+    first = table[table["time"] == 0]
+    assert first["label"].tolist() == list(range(1, int(row["total"]) + 1))
+    labels = nuclei[1].astype(np.int64)
+    ys, xs = np.nonzero(labels)
+    area = np.bincount(labels[ys, xs], minlength=len(first) + 1)[1:]
+    np.testing.assert_array_equal(first["area_px"], area)
+    np.testing.assert_allclose(first["y"], np.bincount(labels[ys, xs], ys, len(first) + 1)[1:] / area, rtol=1e-12)
+    np.testing.assert_allclose(first["x"], np.bincount(labels[ys, xs], xs, len(first) + 1)[1:] / area, rtol=1e-12)
+    dead = np.bincount(labels[ys, xs], nuclei[0][ys, xs] == 2, len(first) + 1)[1:] > 0
+    np.testing.assert_array_equal(first["state"] == "dead", dead)
     bad = run_cli("livedead.predict", f"ckpt={tiny_ckpt}", f"input={plate}", f"output={out}", "save=zarr")
     assert_one_line_error(bad, "config key 'save'", "zarr")
 
@@ -319,6 +333,9 @@ def test_a_well_predicted_in_bands_is_the_well_predicted_whole(tiny_ckpt, tmp_pa
     whole, bands = (read_counts(outs[n]) for n in ("whole", "bands"))
     assert whole == bands
     assert whole[0]["total"] > 20
+    tables = [read_nuclei_table(outs[n], whole).drop(columns="label").sort_values(["y", "x"], ignore_index=True)
+              for n in outs]  # fmt: skip
+    pd.testing.assert_frame_equal(*tables)  # each nucleus once, numbered otherwise
     probs = [read_image(outs[n] / "A1_t000_probs.ome.tif")[0] for n in outs]
     np.testing.assert_array_equal(*probs)
     maps = [read_image(outs[n] / "A1_t000_nuclei.ome.tif")[0] for n in outs]
