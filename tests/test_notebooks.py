@@ -48,7 +48,8 @@ def test_every_notebook_is_tested_and_saved_without_outputs():
     ("name", "variable", "data"),
     [
         ("01_tiles.ipynb", "LIVEDEAD_TILES", "tiles_path"),
-        ("02_sweep.ipynb", "LIVEDEAD_SWEEP", "sweep"),
+        # the sweep fixture is asked for by name in the test: its xdist group is named here (tests/conftest.py SHARED)
+        pytest.param("02_sweep.ipynb", "LIVEDEAD_SWEEP", "sweep", marks=pytest.mark.xdist_group("sweep")),
         ("03_counts.ipynb", "LIVEDEAD_PREDICTIONS", "predictions"),
         ("04_assay.ipynb", "LIVEDEAD_PREDICTIONS", "assay_predictions"),
     ],
