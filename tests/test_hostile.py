@@ -199,6 +199,7 @@ def test_a_tiff_image_of_another_pixel_type_than_the_first_is_one_line_naming_it
     assert not (tmp_path / "tiles.h5").exists()
 
 
+@pytest.mark.slow
 def test_channels_of_a_plate_that_names_its_own_are_honoured_or_refused(plate_path, tmp_path):
     out = tmp_path / "tiles.h5"
     for channels in ("[brightfield,hoechst]", "[hoechst,brightfield,draq7]"):
@@ -222,6 +223,7 @@ def test_predict_settings_that_would_fail_every_image_are_one_line(tiny_ckpt, pl
     assert not (tmp_path / "pred").exists()
 
 
+@pytest.mark.slow
 def test_predict_writes_counts_csv_after_the_figures(tiny_ckpt, plate_path, tmp_path):
     """A figure that cannot be written (here a folder holds its name) leaves no table that looks complete."""
     folder = tiff_folder(plate_path, tmp_path / "tiffs")

@@ -72,6 +72,7 @@ def test_sparse_plate_drops_single_class_tiles(tmp_path):
     assert 0 < summary.tiles_kept < summary.tiles_seen
 
 
+@pytest.mark.slow
 def test_split_by_well_is_disjoint_contiguous_and_seeded(tiles_path, plate_path, tmp_path):
     with h5py.File(tiles_path) as f:
         n_train = int(f.attrs["n_train"])
@@ -127,6 +128,7 @@ def test_tiff_folder_gives_the_same_tiles_as_hdf5(plate_path, tiles_path, tmp_pa
         assert list(a.attrs["wells"]) == ["A1", "A2", "A3"]
 
 
+@pytest.mark.slow
 def test_two_workers_write_the_file_one_process_writes(plate_path, tmp_path):
     """Parallel labelling changes nothing in the output: every dataset and attribute is the same."""
     files = {n: tmp_path / f"w{n}.h5" for n in (1, 2)}
@@ -183,6 +185,7 @@ def test_the_plan_deals_whole_images_into_seeded_groups_training_first(plate_pat
     assert plan_images(plate, PrepareConfig(chunk=9, shuffle_chunks=2, seed=1)).groups != plan.groups
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_tiles(tmp_path):
     """Peak memory of prepare is a group of images and a chunk, not the plate (measured with tracemalloc;
     groups of one chunk of tiles, so that both plates hold several)."""

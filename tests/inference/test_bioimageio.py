@@ -13,6 +13,7 @@ from livedead.inference.sliding_window import load_model
 from tests.helpers import assert_one_line_error, run_cli
 
 
+@pytest.mark.slow
 def test_an_exported_model_passes_bioimageio_validation_and_reproduces_its_test_output(tiny_ckpt, tmp_path):
     out = tmp_path / "package"
     proc = run_cli("livedead.export", f"ckpt={tiny_ckpt}", f"output={out}", "test_size=64", "authors=[A Lab]")
@@ -52,6 +53,7 @@ def test_exporting_what_is_not_a_livedead_checkpoint_is_one_line(tmp_path):
     assert (tmp_path / "mine" / "thesis.tex").exists()
 
 
+@pytest.mark.slow
 def test_exporting_over_an_earlier_export_that_holds_an_input_is_refused(tiny_ckpt, plate_path, tmp_path):
     """The export replaces its whole folder: an input kept in an earlier export would be deleted with it."""
     out = tmp_path / "pkg"

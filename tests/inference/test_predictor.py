@@ -92,6 +92,7 @@ def test_held_out_wells_come_from_the_checkpoint_and_older_ones_from_their_tile_
     assert held_out_wells(tmp_path / "old.ckpt") == held_out
 
 
+@pytest.mark.slow
 def test_ome_tiff_predictions_carry_channel_names_and_pixel_size(tiny_ckpt, plate_path, tmp_path):
     """What napari and Fiji open: probabilities and the counted nuclei, named and at the plate's scale."""
     plate = tmp_path / "plate.h5"

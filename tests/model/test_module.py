@@ -172,6 +172,7 @@ def test_a_fit_without_the_training_data_is_refused_before_it_trains(tmp_path):
     assert not (tmp_path / "ckpt").exists()
 
 
+@pytest.mark.slow
 def test_a_resumed_module_keeps_the_last_validations_threshold_and_metrics(fitted):
     """Checkpoints saved after a resume, before the next validation, carry what the checkpoint resumed from had."""
     _, _, trained = fitted

@@ -76,6 +76,7 @@ def test_only_what_is_two_nuclei_is_split(diameter):
         assert len(found.centroids) == expected, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [0.5, 1.0, 2.0])
 def test_stain_labelling_and_counting_find_real_nuclei(scale):
     """Real nuclei outlined by hand (stardist's img2d.tif, 125 nuclei), default settings, at three scales:

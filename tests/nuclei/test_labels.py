@@ -14,6 +14,7 @@ from tests.helpers import nuclei_with_micronuclei, real_nuclei
 MIN_IOU = {"background": 0.99, "dapi": 0.92, "cy5": 0.92}
 
 
+@pytest.mark.slow
 def test_iou_against_truth(plate_path):
     ious = []
     with h5py.File(plate_path) as f:
@@ -112,6 +113,7 @@ def empty_channel(kind: str, specks: bool, rng: np.random.Generator, shape=(256,
     return np.round(img).astype(np.uint8 if kind.startswith("8-bit") else np.uint16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("specks", [False, True])
 @pytest.mark.parametrize(
     "kind",
@@ -129,6 +131,7 @@ def test_an_empty_stain_channel_yields_no_nuclei_at_any_bit_depth_or_scale(kind,
     assert not (labels == 2).any(), "no dead nucleus from an empty Draq7 channel"
 
 
+@pytest.mark.slow
 def test_nuclei_among_micronuclei_are_counted_at_their_own_size():
     """Micronuclei outnumber the nuclei 3 to 1 (8-bit, black background, 47 px nuclei): the scale is the
     nuclei's, no micronucleus is counted and no dead one is invented. Before: 10,214 counted for 125."""
