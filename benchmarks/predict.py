@@ -10,8 +10,8 @@ the speed ratio, the fraction of pixels whose argmax agrees with MONAI's, and pe
 Then the whole command, ``livedead.predict`` on the same image as a TIFF, twice, each in a process of
 its own: in memory (``band_px=null``) and lazily in bands of ``--band-px`` pixels (the TIFF read a band
 at a time). Prints each one's wall time (interpreter start included, the same for both), the speed
-ratio in memory / lazy, each process's peak resident memory (``wait4``'s ``ru_maxrss``), and whether
-their counts and class maps agree.
+ratio in memory / lazy, each process's peak resident memory (``wait4``'s ``ru_maxrss``, read by a small
+process that starts it), and whether their counts and class maps agree.
 
     python benchmarks/predict.py [--ckpt PATH] [--batch 16] [--band-px 4000000]
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import subprocess
 import sys
 import tempfile
@@ -72,17 +71,27 @@ def timed(fn):
     return out, seconds, rss.growth
 
 
+MEASURED = (
+    "import os, subprocess, sys; child = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL); "
+    "_, status, usage = os.wait4(child.pid, 0); open(sys.argv[1], 'w').write(str(usage.ru_maxrss)); "
+    "sys.exit(os.waitstatus_to_exitcode(status))"
+)
+"""Run argv[2:] and write its peak resident memory (kB) to argv[1]. Started from this process instead, a
+command's ``ru_maxrss`` would be at least this process's peak (MONAI's and our predictions): a child's
+includes the memory map it had before ``exec``, its parent's."""
+
+
 def predict_process(ckpt: Path, folder: Path, out: Path, band_px: str) -> tuple[float, float]:
     """``livedead.predict`` in a process of its own: its wall time (s) and peak resident memory (MB)."""
     args = [sys.executable, "-m", "livedead.predict", f"ckpt={ckpt}", f"input={folder}", f"output={out}",
             "channels=[brightfield]", f"band_px={band_px}", "progress=false"]  # fmt: skip
+    peak = out.with_name(f"{out.name}.peak_kb")
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-c", MEASURED, str(peak), *args], stderr=subprocess.PIPE)
     seconds = time.perf_counter() - start
-    if status:
-        raise SystemExit(f"livedead.predict band_px={band_px} failed: {proc.stderr.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024  # kB on Linux
+    if proc.returncode:
+        raise SystemExit(f"livedead.predict band_px={band_px} failed: {proc.stderr.decode()[-2000:]}")
+    return seconds, int(peak.read_text()) / 1024  # kB on Linux
 
 
 def lazy_vs_in_memory(ckpt: Path, image: np.ndarray, tmp: Path, band_px: int) -> dict[str, float]:

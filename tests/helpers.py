@@ -149,6 +149,26 @@ def run_subprocess(*args: str, cwd: Path | None = None, timeout: int = 300) -> s
     )
 
 
+MEASURED = (
+    "import os, subprocess, sys; child = subprocess.Popen(sys.argv[2:]); _, status, usage = os.wait4(child.pid, 0); "
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss)); sys.exit(os.waitstatus_to_exitcode(status))"
+)
+"""Run argv[2:] and write its peak resident memory (kB) to argv[1]: see :func:`run_measured`."""
+
+
+def run_measured(args: list[str], peak_file: Path, cwd: Path | None = None) -> tuple[CliResult, float]:
+    """Run a command in a process of its own: its result, and its peak resident memory (MB).
+
+    The command is started by a small Python process that reads the peak as ``wait4`` gives it. Started
+    from the test process instead, it would report at least the test process's own peak: a child's
+    ``ru_maxrss`` includes the memory map it had before ``exec``, its parent's (measured: a child that held
+    14 MB, started by a process that once held 981 MB, reported 981 MB)."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    proc = subprocess.run([sys.executable, "-c", MEASURED, str(peak_file), *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env)  # fmt: skip
+    return CliResult(proc.returncode, proc.stdout, proc.stderr), int(peak_file.read_text()) / 1024
+
+
 def assert_one_line_error(proc: CliResult | subprocess.CompletedProcess[str], *fragments: str) -> None:
     """Bad input: non-zero exit, one line on stderr naming what was wrong, no traceback."""
     assert proc.returncode != 0, proc.stdout + proc.stderr

@@ -39,6 +39,9 @@ SIZES_SAMPLE_PX = 16_000_000
 2700x3600 well whole: over a thousand nuclei, of which :func:`~livedead.nuclei.size.sizes_of_mask` samples 100)."""
 MIN_DEPTH_PX = 0.8
 """Dips of a digital distance map shallower than this are its digitisation (steps of 1 and 1.41 px), not necks."""
+PACK_WIDTH, PACK_PX = 1024, 1 << 18
+"""The width of the shelves that :func:`reconstruct_pieces` packs pieces of foreground on, and the pixels
+it reconstructs at a time (a piece larger than that, at once)."""
 
 
 @dataclass
@@ -60,16 +63,18 @@ class Nuclei:
         return {"live": live, "dead": dead, "total": total, "dead_fraction": dead / total if total else 0.0}
 
 
-def split_touching(mask: np.ndarray, depth: float | np.ndarray) -> np.ndarray:
-    """Instances of a mask: a watershed of its distance transform from the tops of peaks at least ``depth`` px deep.
+def split_touching(mask: np.ndarray, split_depth: float) -> np.ndarray:
+    """Instances of a mask: a watershed of its distance transform from the tops of peaks at least
+    :func:`component_depths` deep.
 
     The markers are the regional maxima of the h-maxima transform (its flat tops), not the pixels
     ``skimage.morphology.h_maxima`` returns: those are a peak's exact maxima, which on a digital
-    distance map can lie apart and would split one nucleus. ``depth`` may be a map: each
-    component's own depth.
+    distance map can lie apart and would split one nucleus.
     """
     dist = ndimage.distance_transform_edt(mask)
-    tops = morphology.local_maxima(morphology.reconstruction(np.maximum(dist - depth, 0), dist)) & mask
+    components, n = ndimage.label(mask, structure=EIGHT)
+    seed = np.maximum(dist - component_depths(dist, components, n, split_depth), 0)
+    tops = morphology.local_maxima(reconstruct_pieces(seed, dist, components, n)) & mask
     markers, n = ndimage.label(tops, structure=EIGHT)
     instances = watershed(-dist, markers, mask=mask)
     unseeded = mask & (instances == 0)  # a component without a top (none is left: a safeguard) is one nucleus
@@ -79,14 +84,59 @@ def split_touching(mask: np.ndarray, depth: float | np.ndarray) -> np.ndarray:
     return instances
 
 
-def component_depths(mask: np.ndarray, split_depth: float) -> np.ndarray:
-    """The split depth (px) of each pixel's component: ``split_depth`` of the component's own widest
-    nucleus (twice its distance map's peak), so a large nucleus is judged at its size, not at a small one's."""
-    dist = ndimage.distance_transform_edt(mask)
-    components, n = ndimage.label(mask, structure=EIGHT)
+def component_depths(dist: np.ndarray, components: np.ndarray, n: int, split_depth: float) -> np.ndarray:
+    """The split depth (px) of each pixel's component (``components``, 1..n): ``split_depth`` of the component's
+    own widest nucleus (twice its distance map's peak), so a large nucleus is judged at its size, not a small one's."""
+    inside = components > 0
     widest = np.zeros(n + 1)
-    np.maximum.at(widest, components[mask], dist[mask])
+    np.maximum.at(widest, components[inside], dist[inside])
     return np.maximum(split_depth * 2 * widest[components], MIN_DEPTH_PX)
+
+
+def reconstruct_pieces(seed: np.ndarray, image: np.ndarray, components: np.ndarray, n: int) -> np.ndarray:
+    """``skimage.morphology.reconstruction(seed, image)`` (by dilation, 8-connected) of images that are zero
+    outside the pieces that ``components`` labels (8-connected, 1..n): the same array, several times as fast.
+
+    skimage's reconstruction visits the pixels in the order of their values, all over the image, so on an
+    image of millions of pixels nearly every step misses the cache, and it sorts the background too,
+    though nothing crosses it: each piece is its own reconstruction. So the pieces' boxes are packed side
+    by side on shelves ``PACK_WIDTH`` px wide (one zero row or column between boxes, other pieces' pixels in
+    a box left zero), and the shelves reconstructed a slab of about ``PACK_PX`` pixels at a time.
+    """
+    out = np.zeros(image.shape, np.result_type(seed, image))
+    if n == 0:
+        return out
+    ys, xs = np.nonzero(components)
+    ids = components[ys, xs]
+    y0, x0 = np.full(n + 1, ys.max() + 1), np.full(n + 1, xs.max() + 1)
+    y1, x1 = np.zeros(n + 1, ys.dtype), np.zeros(n + 1, xs.dtype)
+    for ufunc, bound, at in ((np.minimum, y0, ys), (np.minimum, x0, xs), (np.maximum, y1, ys), (np.maximum, x1, xs)):
+        ufunc.at(bound, ids, at)
+    heights, widths = (y1 - y0 + 1)[1:], (x1 - x0 + 1)[1:]
+    width = max(PACK_WIDTH, int(widths.max()))
+    order = np.argsort(-heights, kind="stable")  # tallest first: shelves of like heights
+    ends = np.cumsum(widths[order] + 1)  # where each box and its gap end, were they all on one shelf
+    shift_y, shift_x = np.zeros(n + 1, np.int64), np.zeros(n + 1, np.int64)
+    shelves, first = [0], 0
+    while first < n:
+        base = int(ends[first - 1]) if first else 0
+        last = max(first + 1, int(np.searchsorted(ends, base + width + 1, side="right")))
+        on = order[first:last]
+        shift_y[on + 1] = shelves[-1] - y0[on + 1]
+        shift_x[on + 1] = ends[first:last] - widths[on] - 1 - base - x0[on + 1]
+        shelves.append(shelves[-1] + int(heights[on[0]]) + 1)
+        first = last
+    at = ys + shift_y[ids], xs + shift_x[ids]
+    packed_seed, packed_image = np.zeros((shelves[-1], width), seed.dtype), np.zeros((shelves[-1], width), image.dtype)
+    packed_seed[at], packed_image[at] = seed[ys, xs], image[ys, xs]
+    packed = np.zeros(packed_seed.shape, out.dtype)
+    top = 0
+    for k, bottom in enumerate(shelves[1:], 1):  # a slab of shelves every PACK_PX pixels, and the last
+        if (bottom - top) * width >= PACK_PX or k == len(shelves) - 1:
+            packed[top:bottom] = morphology.reconstruction(packed_seed[top:bottom], packed_image[top:bottom])
+            top = bottom
+    out[ys, xs] = packed[at]
+    return out
 
 
 def find_nuclei(
@@ -107,7 +157,7 @@ def find_nuclei(
         return nuclei_from_instances(np.zeros(mask.shape, np.int32), dead_map)
     if not sizes.typical > 0:
         raise LivedeadError(f"nucleus diameter: expected > 0 px, found {diameter}")
-    instances = split_touching(mask, component_depths(mask, split_depth)) if split else ndimage.label(mask)[0]
+    instances = split_touching(mask, split_depth) if split else ndimage.label(mask)[0]
     smallest = smallest_nucleus(sizes.typical, sizes.largest, min_area, min_of_largest)
     found = nuclei_from_instances(instances, dead_map, smallest)
     found.diameter = sizes.typical
@@ -237,13 +287,12 @@ class BandCounter:
             a, b = self.pending[0]
             held = self.start + self.fg.shape[0]
             e0 = max(0, a - 1)
-            pieces, n = ndimage.label(self.fg[e0 - self.start :], structure=EIGHT)
-            boxes = ndimage.find_objects(pieces)
-            tops = np.array([box[0].start for box in boxes], np.int64) + e0
-            bottoms = np.array([box[0].stop for box in boxes], np.int64) + e0
-            owned = np.zeros(n + 1, bool)
-            owned[1:] = (tops >= a) & (tops < b)  # a piece in row a - 1 comes from above, one below b is the next's
-            reach = int(bottoms[owned[1:]].max()) if owned.any() else b
+            end = min(held, 2 * b - a + 1)  # the pieces are labelled in rows e0:end, grown while one reaches row end
+            while True:
+                pieces, owned, reach = self._pieces(e0, end, a, b)
+                if reach < end or end == held:  # no owned piece reaches the last row: they are whole
+                    break
+                end = min(held, end + 2 * (end - e0))
             if reach >= held and held < self.height and held - a < MAX_REACH * (b - a):
                 return done  # a piece of this band goes on below the rows here: wait for them
             e1 = max(b, min(held, reach + 1))  # a row below the pieces, where the image goes on
@@ -251,6 +300,19 @@ class BandCounter:
             self.pending.pop(0)
             done += self._emit(b, b - 1)
         return done
+
+    def _pieces(self, e0: int, end: int, a: int, b: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """The pieces of foreground in rows ``e0:end``, which of them the band of rows ``a:b`` owns (their top row is
+        in it: one in row a - 1 comes from above, one below b is the next band's), and how far down they reach."""
+        pieces, n = ndimage.label(self.fg[e0 - self.start : end - self.start], structure=EIGHT)
+        ys, xs = np.nonzero(pieces)  # not find_objects: it makes a box of slices for each of 10^5 specks of noise
+        ids = pieces[ys, xs]
+        tops, bottoms = np.full(n + 1, end - e0), np.zeros(n + 1, ys.dtype)
+        np.minimum.at(tops, ids, ys)
+        np.maximum.at(bottoms, ids, ys)
+        owned = (tops + e0 >= a) & (tops + e0 < b)
+        owned[0] = False
+        return pieces, owned, int(bottoms[owned].max()) + e0 + 1 if owned.any() else b
 
     def _count_band(self, e0: int, e1: int, pieces: np.ndarray, owned: np.ndarray, cut: bool) -> None:
         """Count rows ``e0:e1`` and keep the nuclei of the ``owned`` pieces (their labels in ``pieces``)."""

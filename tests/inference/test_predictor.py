@@ -2,9 +2,7 @@
 
 import csv
 import json
-import os
 import shutil
-import subprocess
 import sys
 
 import h5py
@@ -28,7 +26,7 @@ from livedead.nuclei.table import read_nuclei_table
 from livedead.plates.images import read_image
 from livedead.plates.omezarr import LABEL_COLOURS, open_zarr_plate, read_labels
 from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
-from tests.helpers import NAMES, ROOT, assert_one_line_error, run_cli, to_zarr
+from tests.helpers import NAMES, ROOT, assert_one_line_error, run_cli, run_measured, to_zarr
 
 
 @pytest.mark.slow
@@ -362,6 +360,17 @@ def big_tiff(path, crop, copies):
 
 
 @pytest.mark.slow
+def test_the_peak_memory_measured_is_the_commands_own(tmp_path):
+    """A command that holds 128 MB, started by this test process once it has held 512 MB: 128 MB and Python's."""
+    held = np.ones(2**29 // 8)  # the test process's peak, whatever it was, is now at least 512 MB
+    del held
+    code = "import numpy as np; a = np.ones(2**27 // 8); import sys; sys.exit(3)"
+    proc, peak_mb = run_measured([sys.executable, "-c", code], tmp_path / "peak_kb")
+    assert proc.returncode == 3
+    assert 128 < peak_mb < 256, peak_mb
+
+
+@pytest.mark.slow
 @pytest.mark.large
 def test_a_well_larger_than_memory(tiny_ckpt, tmp_path):
     """A 20,000 x 20,000 px well (800 MB of pixels; its class probabilities alone would be 4.8 GB) is predicted
@@ -384,10 +393,8 @@ def test_a_well_larger_than_memory(tiny_ckpt, tmp_path):
     big_tiff(big / "A1_t000.tif", crop, COPIES)
     args = [sys.executable, "-m", "livedead.predict", f"ckpt={tiny_ckpt}", f"input={big}",
             f"output={tmp_path / 'big_out'}", "band_px=2000000", *settings]  # fmt: skip
-    child = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(child.pid, 0)
-    assert status == 0, child.stderr.read()[-3000:]
-    peak_mb = usage.ru_maxrss / 1024
+    proc, peak_mb = run_measured(args, tmp_path / "peak_kb")
+    assert proc.returncode == 0, proc.stderr[-3000:]
     print(f"peak RSS of the 20,000 x 20,000 px prediction: {peak_mb:.0f} MB")
     assert peak_mb < 2000
     (row,) = read_counts(tmp_path / "big_out")
