@@ -26,7 +26,7 @@ from livedead.nuclei.table import read_nuclei_table
 from livedead.plates.images import read_image
 from livedead.plates.omezarr import LABEL_COLOURS, open_zarr_plate, read_labels
 from livedead.plates.synthetic import PlateSpec, render_image, simulate_well
-from tests.helpers import NAMES, ROOT, assert_one_line_error, run_cli, run_measured, to_zarr
+from tests.helpers import NAMES, assert_one_line_error, run_cli, run_measured, to_zarr
 
 
 @pytest.mark.slow
