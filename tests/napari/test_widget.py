@@ -106,8 +106,8 @@ def test_the_plugin_opens_predicts_counts_and_recounts_as_predict_does(
 
 @pytest.mark.slow
 def test_the_widget_docks_in_a_napari_window_and_the_layers_draw(qapp, make_napari_viewer, predictions):
-    """A full viewer, as a user has it. It draws with OpenGL, which offscreen Qt lacks: it runs under a
-    display or Xvfb (``QT_QPA_PLATFORM=xcb xvfb-run -a python -m pytest tests/napari``), else it is skipped."""
+    """A full viewer, as a user has it. It draws with OpenGL, which offscreen Qt lacks: it runs under a display,
+    or the virtual one pytest-xvfb starts where Xvfb is installed (with Mesa's software OpenGL), else it is skipped."""
     from qtpy.QtGui import QOpenGLContext
 
     from livedead.napari.widget import PredictWidget
