@@ -17,6 +17,7 @@ else:
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-xvfb's, which sets DISPLAY when it starts Xvfb
-def pytest_configure() -> None:
-    if not os.environ.get("DISPLAY"):
+def pytest_configure(config: pytest.Config) -> None:
+    controller = config.getoption("dist", "no") != "no" and not os.environ.get("PYTEST_XDIST_WORKER")
+    if not controller and not os.environ.get("DISPLAY"):  # (xdist's controller runs no test, and no Xvfb)
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
