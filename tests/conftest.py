@@ -37,6 +37,7 @@ SHARED = ("sweep", "scratch_model", "uninterrupted", "sized_ckpt", "truth_predic
 same test process (an ``xdist_group`` of the fixture's name), which then makes it once, not once per process."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist names the groups in the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Refuse a test that uses a slow fixture without the ``slow`` mark: ``-m 'not slow'`` would run the fixture.
     Put each test that uses a :data:`SHARED` fixture in that fixture's ``xdist_group``."""
