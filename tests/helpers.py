@@ -4,11 +4,14 @@ pixels are read."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import io
 import os
 import subprocess
 import sys
+import weakref
+from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from functools import partial
@@ -318,3 +321,22 @@ def colour_mask(rgb: np.ndarray, colour: str | tuple[float, float, float], tol: 
     """Pixels within ``tol`` (per channel, of 255) of a matplotlib colour (``"C0"``, ``"black"``, an RGB triple)."""
     target = np.round(np.array(to_rgb(colour)) * 255)
     return (np.abs(rgb.astype(int) - target) <= tol).all(axis=-1)
+
+
+def keeps_caller_frames(make: Callable[[], object]) -> bool:
+    """Whether ``make()`` leaves its caller's locals alive once the caller returns, with garbage collection off:
+    a frame held in a reference cycle keeps every frame above it, and their locals, until a collection."""
+
+    class Local:
+        pass
+
+    def caller() -> weakref.ref:
+        local = Local()
+        make()
+        return weakref.ref(local)
+
+    gc.disable()
+    try:
+        return caller()() is not None
+    finally:
+        gc.enable()

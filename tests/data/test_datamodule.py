@@ -1,9 +1,7 @@
-import gc
 import json
 import os
 import subprocess
 import sys
-import weakref
 
 import h5py
 import lightning as L
@@ -15,7 +13,7 @@ from livedead.data.datamodule import TileDataModule
 from livedead.data.sampler import ChunkBatchSampler, batch_size_of, chunk_segments
 from livedead.data.transforms import dihedral_augment
 from livedead.errors import LivedeadError, one_line
-from tests.helpers import ROOT
+from tests.helpers import ROOT, keeps_caller_frames
 
 
 def write_tiles(path, n=400, size=32, chunk=50, dtype=np.uint16, compression=None, n_train=None, extra=True, seed=0):
@@ -318,20 +316,7 @@ def test_a_datamodule_keeps_no_frame_of_its_caller_alive(tmp_path):
     reference cycle, and with it every frame above: a loader made there, and its workers, then lived on until a
     garbage collection, which closed their queues first and waited 5 s a worker to kill them."""
     path = write_tiles(tmp_path / "t.h5", n=100, chunk=50, n_train=50)
-
-    class Local:
-        pass
-
-    def caller() -> weakref.ref:
-        local = Local()
-        TileDataModule(path, num_workers=0)
-        return weakref.ref(local)
-
-    gc.disable()
-    try:
-        assert caller()() is None, "the caller's locals outlived it"
-    finally:
-        gc.enable()
+    assert not keeps_caller_frames(lambda: TileDataModule(path, num_workers=0))
 
 
 def test_any_chunking_and_uint8_and_float32(tmp_path):

@@ -1,6 +1,4 @@
-import gc
 import logging
-import weakref
 from functools import partial
 
 import numpy as np
@@ -13,7 +11,7 @@ from livedead.data.transforms import Normalization
 from livedead.errors import LivedeadError
 from livedead.model.module import LiveDeadModule, TrainingData, class_weights
 from livedead.model.unet import UNet
-from tests.helpers import data_for, make_module, make_trainer
+from tests.helpers import data_for, keeps_caller_frames, make_module, make_trainer
 
 
 def test_class_weight_modes_on_known_counts():
@@ -34,19 +32,7 @@ def test_class_weight_modes_on_known_counts():
 def test_a_module_keeps_no_frame_of_its_caller_alive():
     """As the datamodule's (tests/data/test_datamodule.py): its hyperparameters are saved from its own frame."""
 
-    class Local:
-        pass
-
-    def caller() -> weakref.ref:
-        local = Local()
-        make_module()
-        return weakref.ref(local)
-
-    gc.disable()
-    try:
-        assert caller()() is None, "the caller's locals outlived it"
-    finally:
-        gc.enable()
+    assert not keeps_caller_frames(make_module)
 
 
 def test_two_epoch_fit_writes_scalars_pr_curves_and_images(fitted):
