@@ -46,6 +46,9 @@ class CheckpointRecord:
     pixel_size_um: float | None = None
     """The pixel size (µm/px) of the training images, to which ``predict`` rescales images of another;
     None where the plate did not record one, and in checkpoints written before they recorded it."""
+    skipped_tiles: int = 0
+    """Tiles of damaged chunks the run has left out so far (``data.on_bad_chunk=skip``), so that a resumed run
+    reports the whole run's; 0 in checkpoints written before they recorded it."""
 
     def save(self, checkpoint: dict[str, Any]) -> None:
         """Into a checkpoint being saved."""
@@ -65,6 +68,7 @@ class CheckpointRecord:
             validated=dict(entry.get("validated") or {}),
             held_out_wells=None if entry.get("held_out_wells") is None else list(entry["held_out_wells"]),
             pixel_size_um=None if entry.get("pixel_size_um") is None else float(entry["pixel_size_um"]),
+            skipped_tiles=int(entry.get("skipped_tiles") or 0),
         )
 
 

@@ -228,6 +228,7 @@ class LiveDeadModule(L.LightningModule):
             validated=self._last_validated(),
             held_out_wells=self.held_out_wells,
             pixel_size_um=self.pixel_size_um,
+            skipped_tiles=self.skipped_tiles,
         ).save(checkpoint)
 
     def _last_validated(self) -> dict[str, float]:
@@ -239,11 +240,13 @@ class LiveDeadModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A resumed run keeps what its last validation found: checkpoints saved before the next validation
-        carry the counting threshold and metrics, not None and nothing (``ExactResume`` reads its own)."""
+        carry the counting threshold and metrics, not None and nothing (``ExactResume`` reads its own); and
+        it counts on from the tiles of damaged chunks left out before it, already reported."""
         record = CheckpointRecord.of(checkpoint)
         if record is not None:
             self.foreground_threshold = record.foreground_threshold
             self._validated = dict(record.validated)
+            self.skipped_tiles = self._skipped_reported = record.skipped_tiles
 
     def on_train_epoch_end(self) -> None:
         new = self.skipped_tiles - self._skipped_reported

@@ -158,6 +158,21 @@ def test_a_fit_without_the_training_data_is_refused_before_it_trains(tmp_path):
     assert not (tmp_path / "ckpt").exists()
 
 
+def test_a_resumed_module_counts_on_from_the_tiles_left_out_before():
+    """``result.json``'s ``skipped_tiles`` is the whole run's: a resumed module starts from the checkpoint's count
+    (reported already, so the next epoch reports only its own), and from 0 with a checkpoint older than it."""
+    module = make_module()
+    module.skipped_tiles = 50
+    saved: dict = {}
+    module.on_save_checkpoint(saved)
+    resumed = make_module()
+    resumed.on_load_checkpoint(saved)
+    assert resumed.skipped_tiles == 50
+    older = {"livedead": {k: v for k, v in saved["livedead"].items() if k != "skipped_tiles"}}
+    resumed.on_load_checkpoint(older)
+    assert resumed.skipped_tiles == 0
+
+
 @pytest.mark.slow
 def test_a_resumed_module_keeps_the_last_validations_threshold_and_metrics(fitted):
     """Checkpoints saved after a resume, before the next validation, carry what the checkpoint resumed from had."""
