@@ -6,6 +6,8 @@ stacked over the well's time points and read lazily (dask), so a plate of many w
 * ``<well> overlay``: the overlay PNG, the input with its counted nuclei (RGB; the folder holds no raw input);
 * ``<well> classes``: the class map, a labels layer (1 live green, 2 dead red);
 * ``<well> nuclei``: the counted instances, a labels layer (``save=ome-tiff`` folders);
+* ``<well> counted nuclei``: a points layer, one point at the centroid of each nucleus ``predict`` counted
+  (``nuclei.csv``: its label, area and state as features; live green, dead red), hidden at first;
 * ``<well> counts``: a points layer, one point per time point, whose features are the well's rows of
   ``counts.csv`` (live, dead, total, dead fraction...), shown as text on each time point.
 
@@ -27,6 +29,7 @@ from livedead import CLASS_NAMES
 from livedead.data.tilefile import view_tile_file
 from livedead.errors import LivedeadError
 from livedead.inference.evaluation import read_counts
+from livedead.nuclei.table import read_nuclei_table
 from livedead.plates.images import read_image
 from livedead.viz.overlays import GREEN, RED
 
@@ -92,12 +95,29 @@ def read_prediction_folder(path: str | Path) -> list[LayerData]:
     wells: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         wells.setdefault(str(row["well"]), []).append(row)
+    table = read_nuclei_table(folder, rows)  # None in a folder predict wrote before it kept the table
     layers: list[LayerData] = []
     for well, wrows in wells.items():
         wrows.sort(key=lambda r: int(r["time"]))
         names = [f"{well}_t{int(r['time']):03d}" for r in wrows]
-        layers += _well_layers(folder, well, names, wrows)
+        well_layers = _well_layers(folder, well, names, wrows)
+        if table is not None:
+            scale = well_layers[-1][1]["scale"]
+            well_layers.insert(-1, _nuclei_layer(well, wrows, table[table["well"] == well], scale))
+        layers += well_layers
     return layers
+
+
+def _nuclei_layer(well: str, rows: list[dict[str, Any]], nuclei: Any, scale: tuple) -> LayerData:
+    """The well's counted nuclei (its rows of ``nuclei.csv``) as points at their centroids, in the layers' planes."""
+    plane = {int(r["time"]): i for i, r in enumerate(rows)}
+    points = np.column_stack([nuclei["time"].map(plane), nuclei["y"], nuclei["x"]]).astype(np.float64)
+    dead = (nuclei["state"] == "dead").to_numpy()
+    colours = np.where(dead[:, None], [*RED.tolist(), 1.0], [*GREEN.tolist(), 1.0])
+    features = {k: nuclei[k].tolist() for k in ("label", "area_px", "state")}
+    kw = {"name": f"{well} counted nuclei", "scale": scale, "features": features, "face_color": colours,
+          "border_width": 0, "size": 4, "visible": False}  # fmt: skip
+    return points.reshape(-1, 3), kw, "points"
 
 
 def _well_layers(folder: Path, well: str, names: list[str], rows: list[dict[str, Any]]) -> list[LayerData]:

@@ -16,22 +16,37 @@ from livedead.plates.images import read_image
 def test_a_prediction_folder_opens_as_its_image_class_map_instances_and_counts(predictions):
     layers = get_reader(str(predictions))(str(predictions))
     assert [(kw["name"], kind) for _, kw, kind in layers] == [
-        ("W01 overlay", "image"), ("W01 classes", "labels"), ("W01 nuclei", "labels"), ("W01 counts", "points")
+        ("W01 overlay", "image"), ("W01 classes", "labels"), ("W01 nuclei", "labels"),
+        ("W01 counted nuclei", "points"), ("W01 counts", "points"),
     ]  # fmt: skip
-    overlay, classes, nuclei, counts = (np.asarray(d) for d, _, _ in layers)
+    overlay, classes, nuclei, centroids, counts = (np.asarray(d) for d, _, _ in layers)
     assert overlay.shape == (3, 256, 320, 3)
     assert classes.shape == nuclei.shape == (3, 256, 320)
     written, _ = read_image(predictions / "W01_t002_nuclei.ome.tif")
     np.testing.assert_array_equal(classes[2], written[0])  # the lazy stack reads each time point's own file
     np.testing.assert_array_equal(nuclei[2], written[1])
     rows = read_counts(predictions)
-    features = layers[3][1]["features"]
+    features = layers[4][1]["features"]
     assert features["live"] == [r["live"] for r in rows]
     assert features["dead"] == [r["dead"] for r in rows]
     for t, row in enumerate(rows):  # what the class map holds is what was counted
         assert len(np.unique(nuclei[t][classes[t] == 1])) == row["live"]
         assert len(np.unique(nuclei[t][classes[t] == 2])) == row["dead"]
     assert counts[:, 0].tolist() == [0, 1, 2]  # one point per time point
+    # each counted nucleus a point at its centroid, inside its own instance, coloured by its state
+    kept = layers[3][1]["features"]
+    assert len(centroids) == sum(r["live"] + r["dead"] for r in rows)
+    for (t, y, x), label, state in zip(centroids, kept["label"], kept["state"], strict=True):
+        t = int(t)
+        inside = nuclei[t] == label
+        assert inside.any()
+        ys, xs = np.nonzero(inside)
+        assert (ys.mean(), xs.mean()) == pytest.approx((y, x), abs=1e-6)
+        assert classes[t][ys[0], xs[0]] == (2 if state == "dead" else 1)
+    dead = np.array(kept["state"]) == "dead"
+    colours = layers[3][1]["face_color"]
+    assert (colours[dead, 0] > colours[dead, 1]).all()
+    assert (colours[~dead, 1] > colours[~dead, 0]).all()
 
 
 def test_a_tile_file_opens_as_tiles_and_their_classes(tiles_path):

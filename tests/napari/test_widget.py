@@ -43,10 +43,13 @@ def test_the_plugin_opens_predicts_counts_and_recounts_as_predict_does(
     viewer = ViewerModel()
     viewer.open(str(predictions), plugin="livedead")  # the reader
     assert [(layer.name, type(layer).__name__) for layer in viewer.layers] == [
-        ("W01 overlay", "Image"), ("W01 classes", "Labels"), ("W01 nuclei", "Labels"), ("W01 counts", "Points")
+        ("W01 overlay", "Image"), ("W01 classes", "Labels"), ("W01 nuclei", "Labels"),
+        ("W01 counted nuclei", "Points"), ("W01 counts", "Points"),
     ]  # fmt: skip
     rows = read_counts(predictions)
     assert viewer.layers["W01 counts"].features["live"].tolist() == [r["live"] for r in rows]
+    states = viewer.layers["W01 counted nuclei"].features["state"]
+    assert (states == "dead").sum() == sum(r["dead"] for r in rows)
     # the widget, on the image predict read first (W01, time point 0)
     widget = manifest.contributions.widgets[0].get_callable()(viewer)
     assert isinstance(widget, PredictWidget)
