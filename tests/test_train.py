@@ -257,14 +257,16 @@ def test_last_ckpt_is_the_last_epoch_when_that_is_not_the_best(tiles_path, tmp_p
 
 
 @pytest.mark.slow
-def test_resume_continues_the_run_in_the_same_folders(tiles_path, tmp_path):
+def test_resume_continues_the_run_in_the_same_folders(tiles_path, tmp_path, recwarn):
     first = train(tmp_path, tiles_path, "trainer.max_epochs=1")
     assert first.returncode == 0, first.stderr[-3000:]
     run = only((tmp_path / "outputs" / "runs").iterdir())
     (tmp_path / "elsewhere").mkdir()
     assert_one_line_error(train(tmp_path / "elsewhere", tiles_path, "ckpt_path=last"), "'ckpt_path'", "resume=")
+    recwarn.clear()
     again = train(tmp_path, tiles_path, f"resume={run}", "ckpt_path=last", "trainer.max_epochs=2")
     assert again.returncode == 0, again.stderr[-3000:]
+    assert not [w for w in recwarn if "exists and is not empty" in str(w.message)], "its own folder: no surprise"
     assert only((tmp_path / "outputs" / "runs").iterdir()) == run, "no new run folder"
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert ckpt["epoch"] == 1

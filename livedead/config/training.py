@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,9 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
             print(f"TensorBoard logs: {logger.log_dir}    (tensorboard --logdir {out})")
         else:  # MLflow, CSV: the whole config as parameters, so runs compare by any setting
             logger.log_hyperparams(flat_hparams(cfg))
-    with interrupts_of(trainer):
+    with interrupts_of(trainer), warnings.catch_warnings():
+        if cfg.ckpt_path:  # a resumed run goes on in its own checkpoint folder: that it holds checkpoints is the point
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     checkpoint = trainer.checkpoint_callback
