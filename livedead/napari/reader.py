@@ -117,7 +117,7 @@ def _nuclei_layer(well: str, rows: list[dict[str, Any]], nuclei: Any, scale: tup
     features = {k: nuclei[k].tolist() for k in ("label", "area_px", "state")}
     kw = {"name": f"{well} counted nuclei", "scale": scale, "features": features, "face_color": colours,
           "border_width": 0, "size": 4, "visible": False}  # fmt: skip
-    return points.reshape(-1, 3), kw, "points"
+    return points, kw, "points"
 
 
 def _well_layers(folder: Path, well: str, names: list[str], rows: list[dict[str, Any]]) -> list[LayerData]:

@@ -153,38 +153,42 @@ def test_augmentation_keeps_image_and_label_aligned():
         assert any(torch.equal(a, o) for o in options)
 
 
-def test_augmentation_only_in_training(tiles):
-    class Probe(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(1))
-            self.same = {"train": [], "val": []}
+class Probe(L.LightningModule):
+    """A one-weight module that records, per stage, what ``check(batch)`` says of each batch Lightning hands it."""
 
-        def _check(self, batch, stage):
-            self.same[stage].append(
-                torch.equal((batch["image"][:, 0] * dm.std + dm.mean).div(1000).floor().to(torch.uint8), batch["label"])
-            )
+    def __init__(self, check):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.check = check
+        self.same = {"train": [], "val": []}
 
-        def training_step(self, batch, _):
-            self._check(batch, "train")
-            return self.w.sum() * 0 + (self.w - 1).pow(2).sum()
+    def training_step(self, batch, _):
+        self.same["train"] += self.check(batch)
+        return (self.w - 1).pow(2).sum()
 
-        def validation_step(self, batch, _):
-            self._check(batch, "val")
+    def validation_step(self, batch, _):
+        self.same["val"] += self.check(batch)
 
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    dm = TileDataModule(tiles, batch_size=20, num_workers=0)
-    probe = Probe()
+
+def fit_probe(probe: Probe, dm: TileDataModule, **limits) -> None:
     L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    ).fit(probe, datamodule=dm)
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, **limits,
+    ).fit(probe, datamodule=dm)  # fmt: skip
+
+
+def test_augmentation_only_in_training(tiles):
+    dm = TileDataModule(tiles, batch_size=20, num_workers=0)
+
+    def unchanged(batch):
+        labels_back = (batch["image"][:, 0] * dm.std + dm.mean).div(1000).floor().to(torch.uint8)
+        return [torch.equal(labels_back, batch["label"])]
+
+    probe = Probe(unchanged)
+    fit_probe(probe, dm)
     assert all(probe.same["train"])
     assert all(probe.same["val"])
 
@@ -197,32 +201,12 @@ def test_intensity_augmentation_changes_training_tiles_only(tiles):
     with h5py.File(tiles) as f:
         raw = torch.from_numpy(f["images"][:].astype(np.float32))
 
-    class Probe(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(1))
-            self.same = {"train": [], "val": []}
+    def unchanged(batch):
+        expected = dm.normalize(raw[batch["index"]]).flatten(1).sort(1).values  # flips keep a tile's pixels
+        return torch.isclose(batch["image"].flatten(1).sort(1).values, expected, atol=1e-4).all(1).tolist()
 
-        def _check(self, batch, stage):
-            expected = dm.normalize(raw[batch["index"]]).flatten(1).sort(1).values  # flips keep a tile's pixels
-            same = torch.isclose(batch["image"].flatten(1).sort(1).values, expected, atol=1e-4).all(1)
-            self.same[stage] += same.tolist()
-
-        def training_step(self, batch, _):
-            self._check(batch, "train")
-            return (self.w - 1).pow(2).sum()
-
-        def validation_step(self, batch, _):
-            self._check(batch, "val")
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    probe = Probe()
-    L.Trainer(
-        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_train_batches=3, limit_val_batches=2,
-    ).fit(probe, datamodule=dm)  # fmt: skip
+    probe = Probe(unchanged)
+    fit_probe(probe, dm, limit_train_batches=3, limit_val_batches=2)
     assert len(probe.same["train"]) == 60
     assert not any(probe.same["train"])
     assert all(probe.same["val"])
