@@ -3,7 +3,9 @@
 Class 0 is background, 1 DAPI (Hoechst positive, Draq7 negative: a live nucleus) and 2 Cy5
 (Draq7 positive, whichever the Hoechst: a dead nucleus).
 
-Every size is a multiple of a nucleus diameter measured in the Hoechst channel unless given
+A registered field's zero padding (border rows and columns of zeros in both stains) is background and
+is left out of every step (:func:`~livedead.nuclei.size.data_region`). Every size is a multiple of a
+nucleus diameter measured in the Hoechst channel unless given
 (:class:`~livedead.nuclei.size.NucleusSizes`): lengths that must not cut a large nucleus in the
 largest population's, lengths that must keep a small one in the typical nucleus's, so a plate of
 large targets among small effectors is labelled at both scales. Each channel is:
@@ -20,9 +22,10 @@ large targets among small effectors is labelled at both scales. Each channel is:
    ``object_fraction`` of its own peak, near half-maximum, if that peak stands ``min_snr`` noise
    sigmas above the background, so dim and bright nuclei get the same kind of boundary and a dim
    nucleus is not lost below a bright neighbour's; the noise is measured in differences between
-   pixels (:func:`~livedead.nuclei.size.noise_sigma`), not in the spread of intensities, which
-   counts the nuclei of a dense field, and a blank, constant, cell-free or clipped (8-bit black)
-   channel yields no objects;
+   pixels of the background's darkest blocks (:func:`~livedead.nuclei.size.noise_sigma`), not in
+   the spread of intensities, which counts the nuclei of a dense field, nor in the whole field's
+   differences, which count their edges and chromatin, and a blank, constant, cell-free or clipped
+   (8-bit black) channel yields no objects;
 5. kept only where an object's mean stands ``min_snr`` sigmas out of the noise over its
    independent samples, which no speck of noise does;
 6. cleaned: holes under ``max_hole`` of a largest nucleus's area are filled, and objects under
@@ -49,6 +52,7 @@ from livedead.nuclei.size import (
     NucleusSizes,
     background_stats,
     cut_at_peak_fraction,
+    data_region,
     image_sizes,
     noise_sigma,
     nucleus_area,
@@ -95,7 +99,7 @@ def segment_channel(
     min_snr: float = 6.0,
     background: float = 2.0,
     smooth: float = 0.08,
-    local: float = 0.8,
+    local: float = 1.0,
     min_area: float = 0.15,
     max_hole: float = 0.5,
     object_fraction: float = OBJECT_FRACTION,
@@ -121,7 +125,7 @@ def segment_channel(
     if sigma_px:
         img = ndimage.gaussian_filter(img, sigma_px)
     median, _ = background_stats(img)
-    sigma = noise_sigma(image, img, sigma_px)
+    sigma = noise_sigma(image, img, sigma_px, background=True)
     floor = median + min_snr * sigma
     if float(img.max()) - float(img.min()) <= 1e-6 or float(img.max()) <= floor:
         return np.zeros(image.shape, bool)
@@ -178,8 +182,10 @@ def labels_from_stains(
     sizes = sizes or image_sizes(hoechst, draq7, diameter)
     if sizes is None:  # neither channel shows a nucleus
         return labels
-    labels[segment_channel(hoechst, sizes.typical, largest=sizes.largest, **options)] = 1
-    labels[segment_channel(draq7, sizes.typical, largest=sizes.largest, **options)] = 2
+    region = data_region(hoechst, draq7)  # a registered field's zero padding is background
+    inside = labels[region]
+    inside[segment_channel(hoechst[region], sizes.typical, largest=sizes.largest, **options)] = 1
+    inside[segment_channel(draq7[region], sizes.typical, largest=sizes.largest, **options)] = 2
     return labels
 
 

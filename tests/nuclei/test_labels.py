@@ -1,6 +1,7 @@
 import h5py
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from livedead.errors import LivedeadError
 from livedead.nuclei.counting import nuclei_from_class_map
@@ -159,3 +160,44 @@ def test_a_dim_large_nucleus_beside_a_bright_small_one_is_kept():
     assert (labels[large & ~small] == 1).mean() > 0.65, "the dim nucleus is labelled, not cut below the bright one"
     assert (labels[small] == 1).mean() > 0.8
     assert len(nuclei_from_class_map(labels).dead) == 2
+
+
+def test_the_zero_padding_of_a_registered_field_is_background():
+    """A drift-corrected field padded with rows and columns of zeros in every channel (21 of the 62 MCF-7
+    fields): the padding is no background, so the field inside is labelled as it is without it, and no
+    stripe of nuclei runs along the padded borders."""
+    hoechst, _ = real_nuclei()
+    draq7 = np.random.default_rng(1).normal(100, 6, hoechst.shape).astype(np.uint16)
+    padded = [np.pad(c, ((12, 0), (0, 20))) for c in (hoechst, draq7)]
+    labels = labels_from_stains(*padded)
+    assert not labels[:12].any() and not labels[:, -20:].any()
+    np.testing.assert_array_equal(labels[12:, :-20], labels_from_stains(hoechst, draq7))
+
+
+def dense_field(dim: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A monolayer of 30 px nuclei 46 px apart (hexagonal), bright and ``dim`` ones alternating, with
+    chromatin texture, on a background of noise sigma 20: (image, nucleus ids)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:512, :512]
+    image, ids = np.full((512, 512), 500.0), np.zeros((512, 512), np.int32)
+    for row, y in enumerate(np.arange(20, 500, 46 * np.sqrt(3) / 2)):
+        for x in np.arange(20 + 23 * (row % 2), 500, 46):
+            inside = (yy - y) ** 2 + (xx - x) ** 2 <= 15**2
+            ids[inside] = ids.max() + 1
+            image[inside] += (4000 if ids.max() % 2 else dim) * rng.uniform(0.8, 1.2)
+    texture = ndimage.gaussian_filter(rng.normal(0, 1, image.shape), 2) * 0.3 * (image - 500)
+    return image + texture + rng.normal(0, 20, image.shape), ids
+
+
+def test_dim_nuclei_of_a_dense_monolayer_are_kept():
+    """Where nuclei cover a field, their edges and chromatin dominate every difference between pixels, so
+    the noise is measured in the field's darkest blocks: nuclei 8 times dimmer than their neighbours are
+    kept. Measured: 68 of the 68 dim ones; before (the whole field's differences): 0. With gaps under a
+    third of a nucleus no block is dark and they are lost again (measured: 0 of 84 at 40 px apart)."""
+    image, ids = dense_field(dim=500)
+    labels = labels_from_stains(image.astype(np.uint16), np.random.default_rng(1).normal(100, 6, image.shape))
+    nuclei = nuclei_from_class_map(labels)
+    ys, xs = np.round(nuclei.centroids).astype(int).T
+    found = np.unique(ids[ys, xs])
+    assert (found[found > 0] % 2 == 0).sum() >= 0.95 * 68
+    assert len(nuclei.dead) <= 137 * 1.05, "and nothing else is counted"
