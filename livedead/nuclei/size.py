@@ -116,8 +116,8 @@ def noise_sigma(raw: np.ndarray, smoothed: np.ndarray, smoothing: float, backgro
     independent and the nuclei, smooth at that scale, add little (the MAD ignores their edges):
     the spread of intensities would count the nuclei themselves in a field they cover. With
     ``background``, the noise of the background where that is quieter (:func:`dark_blocks_sigma`).
-    A background clipped at the raw image's minimum (an 8-bit black background) shows no differences at all: its half-normal
-    noise, smoothed, is taken then.
+    A background clipped at the raw image's minimum (an 8-bit black background) shows no
+    differences at all: its half-normal noise, smoothed, is taken then.
     """
     lag = int(np.ceil(3 * smoothing)) + 1
     g = np.asarray(smoothed, np.float32)[:: max(1, smoothed.shape[0] // 1024), :: max(1, smoothed.shape[1] // 1024)]
