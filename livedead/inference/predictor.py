@@ -4,7 +4,7 @@ For each stitched image of a plate (HDF5 plate file, OME-Zarr HCS plate or TIFF 
 channel is predicted in sliding windows (:mod:`livedead.inference.sliding_window`), the class
 map is counted (:mod:`livedead.nuclei.counting`), and the results are written to the output folder.
 An image of another pixel size than the checkpoint's is resampled to it for the network and its
-probabilities back to the image's grid, where it is counted (:mod:`livedead.inference.rescaling`).
+probabilities back to the image's grid; it is counted on the finer of the two (:mod:`livedead.inference.rescaling`).
 An image of more than ``band_px`` pixels is all that in bands of rows, read lazily where it is a
 TIFF: predicted (``predict_bands``), counted (``BandCounter``) and written (:mod:`livedead.inference.outputs`)
 a band at a time; any other image is the same code in one band. Written:
@@ -53,7 +53,13 @@ from livedead.errors import LivedeadError, one_line
 from livedead.files import check_output, remove_stale_temporaries
 from livedead.inference.evaluation import SOURCE_PREFIX, write_counts, write_metrics
 from livedead.inference.outputs import ImageOutputs
-from livedead.inference.rescaling import RESCALE_MODES, rescale_factor, to_image_grid, to_model_grid
+from livedead.inference.rescaling import (
+    RESCALE_MODES,
+    nuclei_on_image_grid,
+    rescale_factor,
+    to_image_grid,
+    to_model_grid,
+)
 from livedead.inference.sliding_window import ImageRows, LoadedModel, load_model, predict_bands, predict_image
 from livedead.model.checkpoint import CheckpointRecord, read_checkpoint
 from livedead.nuclei.counting import (
@@ -69,7 +75,7 @@ from livedead.nuclei.counting import (
     stain_reference,
 )
 from livedead.nuclei.labels import labels_from_stains
-from livedead.nuclei.populations import Populations, fit_populations, nucleus_diameters, parse_populations
+from livedead.nuclei.populations import Populations, fit_populations, parse_populations
 from livedead.nuclei.size import NucleusScale, image_sizes
 from livedead.nuclei.table import NUCLEI_CSV, NucleiTable
 from livedead.plates.omezarr import PlateWriter, WellWriter, finish_plate, unfinish_plate
@@ -428,25 +434,42 @@ class ImageResult:
 
 
 def _sizes(nuclei: Nuclei) -> tuple[np.ndarray, np.ndarray]:
-    assert nuclei.instances is not None
-    return nucleus_diameters(nuclei.instances, len(nuclei.dead)), nuclei.dead
+    """Each nucleus's equivalent diameter (px, from its area: a nucleus counted on a finer grid may have no
+    label on the image's) and its dead flag."""
+    assert nuclei.areas is not None
+    return np.sqrt(4 * nuclei.areas / np.pi), nuclei.dead
 
 
 def _probability_bands(
     model: LoadedModel, raw: ImageRows, rows: int, factor: float, cfg: PredictConfig, device: str
-) -> Iterator[tuple[int, np.ndarray]]:
-    """The class probabilities of an image on its own grid, a band of rows at a time; an image rescaled for
-    the network is one band."""
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """The class probabilities of an image on its own grid, a band of rows at a time, and on the network's
+    where that is the finer (None else); an image rescaled for the network is one band."""
     options = (cfg.mode, cfg.overlap, cfg.blending, cfg.window, cfg.margin, cfg.batch_size, cfg.tta, device)
     if factor == 1.0:
-        yield from predict_bands(model, raw, rows, *options)
+        for start, probs in predict_bands(model, raw, rows, *options):
+            yield start, probs, None
         return
     if rows < raw.shape[0]:
         raise LivedeadError(
             f"config key 'rescale': an image of {raw.shape[0]}x{raw.shape[1]} px is predicted in bands (config key "
             f"'band_px'), and bands are not rescaled: expected rescale=off, or a pixel size the checkpoint's"
         )
-    yield 0, to_image_grid(predict_image(model, to_model_grid(np.asarray(raw), factor), *options), raw.shape)
+    probs = predict_image(model, to_model_grid(np.asarray(raw), factor), *options)
+    yield 0, to_image_grid(probs, raw.shape), probs if factor > 1.0 else None
+
+
+def _count_finer(
+    probs: np.ndarray, shape: tuple[int, int], diameter: float | None, factor: float, threshold: float | None,
+    counting: dict[str, Any],
+) -> Nuclei:  # fmt: skip
+    """The nuclei of probabilities on the network's grid, finer than the image's (``shape``) by ``factor``,
+    counted there and mapped to the image's (:func:`~livedead.inference.rescaling.nuclei_on_image_grid`)."""
+    counter = BandCounter(probs.shape[1:], diameter * factor if diameter else None, **counting)
+    parts = counter.add(0, *probability_maps(probs, threshold)) + counter.finish()
+    fine = counter.nuclei()
+    fine.instances = np.concatenate([p[1] for p in parts]) if parts else np.zeros(probs.shape[1:], np.int32)
+    return nuclei_on_image_grid(fine, shape)
 
 
 def _predict_one(
@@ -462,7 +485,7 @@ def _predict_one(
     outputs: ImageOutputs,
 ) -> ImageResult:
     """One image's counts, its maps handed to ``outputs`` band by band; the network sees it rescaled by
-    ``factor``, counting on its own grid."""
+    ``factor``, and its nuclei counted on the finer of the two grids."""
     raw = image.channels["brightfield"]
     counter = BandCounter(raw.shape, diameter, **cfg.counting)
     rows = band_rows(raw.shape, cfg.band_px)
@@ -471,25 +494,33 @@ def _predict_one(
         raise LivedeadError(_ONE_BAND.format(what="populations", shape=raw.shape))
     kept = None  # an image of one band keeps its maps (OME-Zarr output, populations)
     labels: list[np.ndarray] = []
-    for start, probs in _probability_bands(model, raw, rows, factor, cfg, device):
+    finer: Nuclei | None = None
+    for start, probs, fine in _probability_bands(model, raw, rows, factor, cfg, device):
         outputs.probs(start, probs)
         kept = probs if one_band else None
+        if fine is not None:  # the network's grid is the finer: its nuclei are counted there
+            finer = _count_finer(fine, raw.shape, diameter, factor, model.foreground_threshold, cfg.counting)
+            continue
         for part in counter.add(start, *probability_maps(probs, model.foreground_threshold)):
             outputs.labels(*part)
             if one_band:  # bands are written and let go: only a whole image's labels are kept
                 labels.append(part[1])
-    for part in counter.finish():
-        outputs.labels(*part)
-        if one_band:
-            labels.append(part[1])
-    if counter.cut:
-        console.print(
-            f"{well_names[image.well]}_t{image.time:03d}: {counter.cut} nuclei of foreground that reaches over "
-            f"{MAX_REACH} bands of rows: counted only that far (a larger config key 'band_px' reaches further)"
-        )
-    nuclei = counter.nuclei()
-    if one_band:  # the instance labels, numbered as the nuclei are (1..n)
-        nuclei.instances = np.concatenate(labels) if labels else np.zeros(raw.shape, np.int32)
+    if finer is not None:
+        nuclei = finer
+        outputs.labels(0, finer.instances, class_map_of(finer))
+    else:
+        for part in counter.finish():
+            outputs.labels(*part)
+            if one_band:
+                labels.append(part[1])
+        if counter.cut:
+            console.print(
+                f"{well_names[image.well]}_t{image.time:03d}: {counter.cut} nuclei of foreground that reaches over "
+                f"{MAX_REACH} bands of rows: counted only that far (a larger config key 'band_px' reaches further)"
+            )
+        nuclei = counter.nuclei()
+        if one_band:  # the instance labels, numbered as the nuclei are (1..n)
+            nuclei.instances = np.concatenate(labels) if labels else np.zeros(raw.shape, np.int32)
     row: dict[str, Any] = {"well": well_names[image.well], "time": image.time, **nuclei.counts()}
     row["diameter_px"] = round(nuclei.diameter, 2) if nuclei.diameter else None
     row["rescale"] = round(factor, 4)

@@ -4,7 +4,10 @@ A network learns nuclei at the size they had in training; at twice the magnifica
 them twice as large and splits or misses them. So, as Cellpose rescales each image to its training
 diameter, ``predict`` resamples an image to the pixel size its checkpoint was trained at
 (:attr:`livedead.model.checkpoint.CheckpointRecord.pixel_size_um`) before the network, and the
-probabilities back to the image's own grid, where the nuclei are counted and the outputs drawn.
+probabilities back to the image's own grid, where the outputs are drawn. The nuclei are counted on the
+finer of the two grids: an image coarser than the model's pixels (a 10x image for a 20x model) is counted
+on the network's grid and its nuclei mapped back (:func:`nuclei_on_image_grid`), since a nucleus of a few
+pixels there may cover less than a pixel of the image's and vanish when its probabilities are resampled.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 from skimage.transform import resize
 
 from livedead.errors import LivedeadError
+from livedead.nuclei.counting import Nuclei
 
 RESCALE_MODES = ("auto", "off")
 """Config key ``rescale``: ``auto`` to the checkpoint's pixel size where both are known, ``off`` as is."""
@@ -49,3 +53,17 @@ def to_image_grid(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Class probabilities (C, h, w) resampled linearly to the image's (H, W); linear keeps them summing to one."""
     out = resize(probs, (probs.shape[0], *shape), order=1, preserve_range=True, anti_aliasing=False)
     return out.astype(np.float32)
+
+
+def nuclei_on_image_grid(fine: Nuclei, shape: tuple[int, int]) -> Nuclei:
+    """Nuclei counted on a finer grid, on the image's (H, W): centroids and areas scaled, the diameter too, and
+    the instance labels resampled by nearest neighbour (a nucleus under an image pixel may leave no label
+    there; it is counted all the same)."""
+    assert fine.instances is not None
+    assert fine.areas is not None
+    scale = np.array([fine.instances.shape[0] / shape[0], fine.instances.shape[1] / shape[1]])
+    instances = resize(fine.instances, shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.int32)
+    centroids = (fine.centroids + 0.5) / scale - 0.5  # pixel centres, as resize maps them
+    areas = np.maximum(1, np.round(fine.areas / scale.prod())).astype(np.int64)
+    diameter = fine.diameter / float(np.sqrt(scale.prod())) if fine.diameter else None
+    return Nuclei(instances, centroids.reshape(-1, 2), fine.dead, diameter, areas)
