@@ -20,8 +20,8 @@ hand) through the project's own commands, as a user runs them:
    themselves, which bound what a model trained on them can reach.
 
 Training runs on the fields shrunk ``--downscale`` (2) times, which ``predict`` undoes by
-rescaling the full-size test fields to the checkpoint's pixel size: a try then fits in 10-16
-minutes of a shared 2-core CPU.
+rescaling the full-size test fields to the checkpoint's pixel size: ``experiment=real``'s 120 epochs
+then take about 17.5 minutes of a 2-core CPU (12 epochs: 2.2).
 
 ``python benchmarks/real_assay.py [--assay PATH] [--work DIR] [--test-days a,b] [--val-days c,d]
 [--train-fraction F] [--downscale F] [-- key=value ...]``; prints one RESULT line.

@@ -168,6 +168,7 @@ def test_configs_compose(overrides):
         assert cfg.data.normalize == "percentile"
         assert cfg.data.intensity is None  # measured: it cost every figure but one in 12 epochs
         assert choices["optimizer"] == "adam"
+        assert cfg.trainer.max_epochs == 120  # measured against 12 and 48 (README)
         assert cfg.trainer.max_epochs == cfg.model.scheduler.T_0
         assert cfg.data.path == "/x/tiles.h5"
     if first.startswith("experiment=compare"):

@@ -89,8 +89,8 @@ def test_stain_labelling_and_counting_find_real_nuclei(scale):
     nuclei = nuclei_from_class_map(labels_from_stains(hoechst, draq7))
     scores = match_nuclei(nuclei, truth)
     assert scores["true"] == 125
-    assert 119 <= scores["found"] <= 131, scores  # measured 121, 121, 123
-    assert scores["f1"] >= 0.90, scores  # measured 0.97, 0.97, 0.96
+    assert 119 <= scores["found"] <= 131, scores  # measured 122, 123, 123
+    assert scores["f1"] >= 0.90, scores  # measured 0.955, 0.968, 0.960
     assert not nuclei.dead.any()
 
 

@@ -143,7 +143,7 @@ def test_nuclei_among_micronuclei_are_counted_at_their_own_size():
     nuclei = nuclei_from_class_map(labels_from_stains(image, empty, sizes=sizes))
     ys, xs = np.round(nuclei.centroids).astype(int).T
     assert (truth[ys, xs] > 0).all(), "every counted nucleus lies in a hand-drawn one: no micronucleus"
-    assert abs(len(nuclei.dead) - 125) <= 0.12 * 125, len(nuclei.dead)  # measured 138: 10% over, by splits
+    assert abs(len(nuclei.dead) - 125) <= 0.08 * 125, len(nuclei.dead)  # measured 133: 6% over, by splits
     assert not nuclei.dead.any()
 
 
@@ -156,7 +156,7 @@ def test_a_dim_large_nucleus_beside_a_bright_small_one_is_kept():
     image[large] += 200
     image[small] = 100 + 3000
     labels = labels_from_stains(image.astype(np.uint16), np.random.default_rng(1).normal(100, 5, (200, 200)))
-    # measured 0.73 (the bright one's basin takes the dim pixels beside it); 0 when cut at the bright one's peak
+    # measured 0.71 (the bright one's basin takes the dim pixels beside it); 0 when cut at the bright one's peak
     assert (labels[large & ~small] == 1).mean() > 0.65, "the dim nucleus is labelled, not cut below the bright one"
     assert (labels[small] == 1).mean() > 0.8
     assert len(nuclei_from_class_map(labels).dead) == 2
@@ -193,8 +193,8 @@ def dense_field(dim: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def test_dim_nuclei_of_a_dense_monolayer_are_kept():
     """Where nuclei cover a field, their edges and chromatin dominate every difference between pixels, so
     the noise is measured in the field's darkest blocks: nuclei 8 times dimmer than their neighbours are
-    kept. Measured: 68 of the 68 dim ones; before (the whole field's differences): 0. With gaps under a
-    third of a nucleus no block is dark and they are lost again (measured: 0 of 84 at 40 px apart)."""
+    kept. Measured: 68 of the 68 dim ones; before (the whole field's differences): 0. With gaps of a fifth
+    of a nucleus no block is dark and they are lost again (measured: all 84 at 40 px apart, none of 108 at 36)."""
     image, ids = dense_field(dim=500)
     labels = labels_from_stains(image.astype(np.uint16), np.random.default_rng(1).normal(100, 6, image.shape))
     nuclei = nuclei_from_class_map(labels)
