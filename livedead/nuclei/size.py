@@ -330,7 +330,8 @@ def data_region(*channels: np.ndarray) -> tuple[slice, slice]:
     """The rows and columns of an image that hold data: all but the border rows and columns that are zero
     in every channel, the padding of a registered or drift-corrected field (21 of the 62 MCF-7 fields have
     1-33 of them). That padding is no background: beside it, the real background would stand out as
-    foreground along the whole border, in every channel. Noise leaves no whole row of zeros."""
+    foreground along the whole border, in every channel. Noise leaves no whole row of zeros (where a black
+    background without noise does, there is nothing to label in it)."""
     blank = np.logical_and.reduce([np.asarray(c) == 0 for c in channels])
     rows, cols = np.flatnonzero(~blank.all(axis=1)), np.flatnonzero(~blank.all(axis=0))
     if not rows.size:
