@@ -95,7 +95,7 @@ def test_a_real_field_at_half_and_twice_the_magnification_counts_within_10_perce
     recording its pixel size. Measured: 331 nuclei at 1x, 318 at 0.5x (-4 %), 336 at 2x (+2 %), for 242
     hand-drawn. At 0.5x the network sees the image upsampled to its grid and is counted there: counted on the
     image's half-size grid, where its small blobs vanish when resampled, it was 233 against 340 at 1x (-31 %,
-    with the labels of the day before)."""
+    with an earlier version of the labels)."""
     totals = {1.0: counts_total(scratch_model.predictions)}
     for scale in (0.5, 2.0):
         plate = scratch_assay_plate(tmp_path / f"held_out-{scale}x.h5", SCRATCH_HELD_OUT, scale)
