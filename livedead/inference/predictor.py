@@ -70,6 +70,7 @@ from livedead.nuclei.counting import (
     match_nuclei,
     nuclei_from_class_map,
     nuclei_from_instances,
+    nuclei_from_probabilities,
     per_tile_counts,
     probability_maps,
     stain_reference,
@@ -465,10 +466,7 @@ def _count_finer(
 ) -> Nuclei:  # fmt: skip
     """The nuclei of probabilities on the network's grid, finer than the image's (``shape``) by ``factor``,
     counted there and mapped to the image's (:func:`~livedead.inference.rescaling.nuclei_on_image_grid`)."""
-    counter = BandCounter(probs.shape[1:], diameter * factor if diameter else None, **counting)
-    parts = counter.add(0, *probability_maps(probs, threshold)) + counter.finish()
-    fine = counter.nuclei()
-    fine.instances = np.concatenate([p[1] for p in parts]) if parts else np.zeros(probs.shape[1:], np.int32)
+    fine = nuclei_from_probabilities(probs, threshold, diameter=diameter * factor if diameter else None, **counting)
     return nuclei_on_image_grid(fine, shape)
 
 

@@ -122,7 +122,7 @@ def noise_sigma(raw: np.ndarray, smoothed: np.ndarray, smoothing: float, backgro
     lag = int(np.ceil(3 * smoothing)) + 1
     g = np.asarray(smoothed, np.float32)[:: max(1, smoothed.shape[0] // 1024), :: max(1, smoothed.shape[1] // 1024)]
     diffs = lag_differences(g, lag)
-    sigma = min(mad_sigma(diffs), dark_blocks_sigma(g, lag)) if background else mad_sigma(diffs)
+    sigma = min(mad_sigma(diffs), dark_blocks_sigma(g, diffs)) if background else mad_sigma(diffs)
     x = np.asarray(raw).ravel()[:: max(1, raw.size // 250_000)]
     if x.size and np.mean(x == x.min()) >= CLIPPED_FRACTION:
         _, raw_sigma = background_stats(raw)
@@ -144,9 +144,9 @@ def mad_sigma(diffs: list[np.ndarray]) -> float:
     return 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2)
 
 
-def dark_blocks_sigma(image: np.ndarray, lag: int) -> float:
-    """The noise sigma of an image's background: the median MAD of its differences ``lag`` apart in the
-    darkest tenth (``NOISE_DARK``) of its ``NOISE_BLOCK`` px blocks; infinite where no block fits.
+def dark_blocks_sigma(image: np.ndarray, diffs: list[np.ndarray]) -> float:
+    """The noise sigma of an image's background: the median MAD of its differences (:func:`lag_differences`)
+    in the darkest tenth (``NOISE_DARK``) of its ``NOISE_BLOCK`` px blocks; infinite where no block fits.
 
     Where nuclei cover a field, their edges and chromatin dominate every difference, so the whole field's
     MAD measures them (on the densest MCF-7 field, 2.9 times the dark blocks'), while its gaps hold the
@@ -155,7 +155,7 @@ def dark_blocks_sigma(image: np.ndarray, lag: int) -> float:
     on white, correlated, photon and 8-bit noise; where it is above, the whole field's is taken).
     """
     mads, means = [], []
-    for d in lag_differences(image, lag):
+    for d in diffs:
         if d.shape[0] >= NOISE_BLOCK and d.shape[1] >= NOISE_BLOCK:
             mads.append(np.median(blocks_of(np.abs(d), NOISE_BLOCK), axis=1))
             means.append(blocks_of(image[: d.shape[0], : d.shape[1]], NOISE_BLOCK).mean(axis=1))
