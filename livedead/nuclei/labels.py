@@ -52,6 +52,7 @@ from livedead.nuclei.size import (
     NucleusSizes,
     background_stats,
     cut_at_peak_fraction,
+    dark_blocks_level,
     data_region,
     image_sizes,
     noise_sigma,
@@ -124,7 +125,7 @@ def segment_channel(
     sigma_px = max(0.5, smooth * diameter) if smooth > 0 else 0.0
     if sigma_px:
         img = ndimage.gaussian_filter(img, sigma_px)
-    median, _ = background_stats(img)
+    median = min(background_stats(img)[0], dark_blocks_level(img))  # a dense field's mode is its dim nuclei's
     sigma = noise_sigma(image, img, sigma_px, background=True)
     floor = median + min_snr * sigma
     if float(img.max()) - float(img.min()) <= 1e-6 or float(img.max()) <= floor:

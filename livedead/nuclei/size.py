@@ -165,6 +165,20 @@ def dark_blocks_sigma(image: np.ndarray, diffs: list[np.ndarray]) -> float:
     return 1.4826 * float(np.median(mad[mean <= np.percentile(mean, NOISE_DARK)])) / np.sqrt(2)
 
 
+def dark_blocks_level(image: np.ndarray) -> float:
+    """The background's level: the median mean of the darkest tenth (``NOISE_DARK``) of an image's ``NOISE_BLOCK``
+    px blocks; infinite where no block fits.
+
+    Where nuclei cover most of a field, the mode of its intensities, which :func:`background_stats` finds, is
+    the dim nuclei's level, not the gaps': on the densest MCF-7 field it lay 2,300 counts above the gaps, over
+    most dim nuclei, which were then labelled background. Its gaps hold the darkest blocks.
+    """
+    if min(image.shape) < NOISE_BLOCK:
+        return np.inf
+    means = blocks_of(image, NOISE_BLOCK).mean(axis=1)
+    return float(np.median(means[means <= np.percentile(means, NOISE_DARK)]))
+
+
 def blocks_of(image: np.ndarray, block: int) -> np.ndarray:
     """The ``block`` x ``block`` blocks of an image that fit in it, one per row."""
     h, w = image.shape[0] // block * block, image.shape[1] // block * block
