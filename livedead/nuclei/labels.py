@@ -24,7 +24,8 @@ large targets among small effectors is labelled at both scales. Each channel is:
    nucleus is not lost below a bright neighbour's; the noise is measured in differences between
    pixels of the background's darkest blocks (:func:`~livedead.nuclei.size.noise_sigma`), not in
    the spread of intensities, which counts the nuclei of a dense field, nor in the whole field's
-   differences, which count their edges and chromatin, and a blank, constant, cell-free or clipped
+   differences, which count their edges and chromatin; the background's level is also taken from those
+   blocks where a dense field's mode, its dim nuclei's, is higher; and a blank, constant, cell-free or clipped
    (8-bit black) channel yields no objects;
 5. kept only where an object's mean stands ``min_snr`` sigmas out of the noise over its
    independent samples, which no speck of noise does;

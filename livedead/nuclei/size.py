@@ -161,8 +161,8 @@ def dark_blocks_sigma(image: np.ndarray, diffs: list[np.ndarray]) -> float:
             means.append(blocks_of(image[: d.shape[0], : d.shape[1]], NOISE_BLOCK).mean(axis=1))
     if not mads:
         return np.inf
-    mad, mean = np.concatenate(mads), np.concatenate(means)
-    return 1.4826 * float(np.median(mad[mean <= np.percentile(mean, NOISE_DARK)])) / np.sqrt(2)
+    mad = np.concatenate(mads)
+    return 1.4826 * float(np.median(mad[darkest(np.concatenate(means))])) / np.sqrt(2)
 
 
 def dark_blocks_level(image: np.ndarray) -> float:
@@ -176,7 +176,12 @@ def dark_blocks_level(image: np.ndarray) -> float:
     if min(image.shape) < NOISE_BLOCK:
         return np.inf
     means = blocks_of(image, NOISE_BLOCK).mean(axis=1)
-    return float(np.median(means[means <= np.percentile(means, NOISE_DARK)]))
+    return float(np.median(means[darkest(means)]))
+
+
+def darkest(means: np.ndarray) -> np.ndarray:
+    """Which blocks, by their means, are the darkest tenth (``NOISE_DARK``): the background's, even in a dense field."""
+    return means <= np.percentile(means, NOISE_DARK)
 
 
 def blocks_of(image: np.ndarray, block: int) -> np.ndarray:
