@@ -21,7 +21,8 @@ ASSAY = ROOT.parent / "shared" / "real" / "mcf7-killing"
 def test_large_target_nuclei_among_small_effectors_are_found_whole():
     """Every fourth of the 62 fields (16 fields, 660 hand-drawn MCF-7 nuclei, all experiment days).
 
-    Measured: recall 0.90, split 0.11; before the background's noise and the padding (2026-12-01): 0.86 and
+    Measured: recall 0.935, split 0.115; before the background's level from the darkest blocks (2026-12-02): 0.905
+    and 0.112; before the background's noise and the padding (2026-12-01): 0.86 and
     0.14; with one diameter per image: recall 0.88, split 0.46.
     All 62 fields: ``benchmarks/real_labels.py``.
     """
@@ -36,5 +37,5 @@ def test_large_target_nuclei_among_small_effectors_are_found_whole():
         scores = truth_coverage(nuclei, hand)
         total, found, split = total + scores["true"], found + scores["found"], split + scores["split"]
     assert total == 660
-    assert found / total >= 0.88
+    assert found / total >= 0.92
     assert split / total <= 0.13
